@@ -1,0 +1,23 @@
+"""fcnet: fully-connected networks with hand-written backpropagation in NumPy.
+
+>>> import fcnet
+>>> model = fcnet.Sequential([fcnet.Dense(300, activation="relu", input_dim=784),
+...                           fcnet.Dense(10, activation="softmax")], seed=0)
+>>> model.compile(optimizer=fcnet.SGD(lr=0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+"""
+
+from . import activations, datasets, initializers, losses, optimizers
+from .errors import ChecksumError, DataError, DataNotFoundError, DivergenceError, FcnetError
+from .layers import Dense
+from .model import Evaluation, Sequential
+from .optimizers import SGD, Adam, RMSprop
+from .serialization import load_model
+from .training import Callback, History
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Sequential", "Dense", "SGD", "Adam", "RMSprop", "load_model", "History", "Callback", "Evaluation",
+    "FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError",
+    "activations", "datasets", "initializers", "losses", "optimizers",
+]

@@ -1,0 +1,268 @@
+"""The ``fcnet`` command line: train, evaluate, predict, summary, download.
+
+Results go to stdout, progress and messages to stderr. Exit codes: 0 success,
+1 runtime error (one line: data not found offline, checksum mismatch, a bad
+file, a diverged run), 2 usage error, 130 interrupted.
+"""
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import activations, datasets, losses, optimizers
+from .errors import FcnetError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("fcnet")
+
+
+# -- argument types: each rejects a bad value with a one-line usage error (exit 2) ------------------------------
+
+def _number(kind, test, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {what}")
+        return value
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "an integer ≥ 1")
+positive_float = _number(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
+fraction = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer ≥ 0")
+
+
+def hidden_sizes(text):
+    """``"256,128"`` → ``[256, 128]``; ``""`` or ``"none"`` → no hidden layer."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [positive_int(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: hidden sizes are integers ≥ 1 separated by commas") from None
+
+
+def dataset_name(text):
+    if text in datasets.NAMES or (text.startswith("idx:") and len(text) > 4):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(datasets.NAMES)} or idx:DIR")
+
+
+# -- the parser -----------------------------------------------------------------------------------------------
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fcnet", description="Fully-connected networks with hand-written backprop.")
+    parser.add_argument("--version", action="version", version=f"fcnet {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--dataset", type=dataset_name, default="mnist", help="data set name or idx:DIR")
+    train.add_argument("--hidden", type=hidden_sizes, default=[300], metavar="N[,N...]",
+                       help="hidden layer widths, e.g. 256,128,64,64")
+    train.add_argument("--activation", choices=activations.NAMES, default="relu",
+                       help="hidden-layer activation")
+    train.add_argument("--optimizer", choices=optimizers.NAMES, default="sgd")
+    train.add_argument("--lr", type=positive_float, default=0.1, help="learning rate")
+    train.add_argument("--momentum", type=fraction, default=0.0, help="SGD momentum")
+    train.add_argument("--batch-size", type=positive_int, default=64)
+    train.add_argument("--epochs", type=positive_int, default=20)
+    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--loss", choices=losses.NAMES, default="sparse_categorical_crossentropy",
+                       help="loss on a softmax output")
+    train.add_argument("--validation-split", type=fraction, default=0.0)
+    train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    train.add_argument("--data-dir", help="folder searched first for the data set (default $FCNET_DATA)")
+    train.add_argument("--limit", type=positive_int, help="use only the first N training images")
+    train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
+    train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
+    train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+
+    evaluate = sub.add_parser("evaluate", help="test loss and accuracy of a saved model")
+    evaluate.add_argument("model", type=Path)
+    evaluate.add_argument("--dataset", type=dataset_name, default="mnist")
+    evaluate.add_argument("--data-dir")
+
+    predict = sub.add_parser("predict", help="classify image files with a saved model")
+    predict.add_argument("model", type=Path)
+    predict.add_argument("images", type=Path, nargs="+")
+
+    summary = sub.add_parser("summary", help="print a saved model's layers and parameter counts")
+    summary.add_argument("model", type=Path)
+
+    download = sub.add_parser("download", help="find or download a data set and verify its checksums")
+    download.add_argument("dataset", choices=datasets.NAMES)
+    download.add_argument("--data-dir")
+    return parser
+
+
+def _version():
+    from . import __version__
+
+    return __version__
+
+
+# -- commands -------------------------------------------------------------------------------------------------
+
+def build_model(hidden, activation, n_in, n_classes, seed, dtype):
+    """The network ``fcnet train`` trains: hidden ``Dense`` layers, then a softmax output."""
+    from . import Dense, Sequential
+
+    widths = [*hidden, n_classes]
+    acts = [activation] * len(hidden) + ["softmax"]
+    layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None) for i, (w, a) in enumerate(zip(widths, acts))]
+    return Sequential(layers, seed=seed, dtype=dtype)
+
+
+def cmd_train(args):
+    from .training import EpochLog, ProgressBar
+
+    (x_train, y_train), (x_test, y_test) = datasets.load(args.dataset, args.data_dir)
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    if args.validation_split and int(len(x_train) * (1 - args.validation_split)) in (0, len(x_train)):
+        raise FcnetError(f"--validation-split {args.validation_split} leaves no training or no validation data "
+                         f"out of {len(x_train)} images")
+    n_classes = len(datasets.class_names(args.dataset)) if args.dataset in datasets.NAMES else int(
+        max(y_train.max(), y_test.max())) + 1
+    n_in = int(np.prod(x_train.shape[1:]))
+    model = build_model(args.hidden, args.activation, n_in, n_classes, args.seed, args.dtype)
+    model.metadata = {"dataset": args.dataset, "class_names": list(datasets.class_names(args.dataset))[:n_classes],
+                      "image_shape": list(x_train.shape[1:])}
+    opt_config = {"name": args.optimizer, "learning_rate": args.lr}
+    if args.momentum:
+        if args.optimizer != "sgd":
+            raise UsageError("--momentum applies to --optimizer sgd only")
+        opt_config["momentum"] = args.momentum
+    model.compile(optimizer=opt_config, loss=args.loss, metrics=["accuracy"])
+
+    n_train = int(len(x_train) * (1 - args.validation_split))
+    steps = math.ceil(n_train / args.batch_size)
+    callbacks = [] if args.quiet else [ProgressBar(args.epochs, steps), EpochLog(args.epochs)]
+    arch = "-".join(map(str, [n_in, *args.hidden, n_classes]))
+    print(f"fcnet: {arch} {args.activation}/softmax, {args.optimizer} lr {args.lr}, batch {args.batch_size}, "
+          f"{args.epochs} epochs, {n_train} {args.dataset} training images, seed {args.seed}", flush=True)
+    start = time.perf_counter()
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        validation_split=args.validation_split, verbose=0, callbacks=callbacks)
+    total = time.perf_counter() - start
+    test = model.evaluate(x_test, y_test)
+    print(f"total time {total:.2f}s  steps per epoch {steps}")
+    print(f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}")
+
+    metrics = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"},
+        "steps_per_epoch": steps,
+        "epochs": [{"epoch": e + 1, "seconds": h["epoch_seconds"], "loss": h["loss"], "accuracy": h["accuracy"],
+                    "val_loss": h.get("val_loss"), "val_accuracy": h.get("val_accuracy")}
+                   for e, h in enumerate(_rows(history.history))],
+        "total_seconds": total,
+        "test": {"loss": test.loss, "accuracy": test.accuracy},
+    }
+    model.metadata["test_accuracy"] = test.accuracy
+    if args.out:
+        model.save(args.out / "model.npz")
+        _write_json(args.out / "metrics.json", metrics)
+        print(f"saved {args.out / 'model.npz'} and {args.out / 'metrics.json'}")
+    if args.metrics_json:
+        _write_json(args.metrics_json, metrics)
+    return 0
+
+
+def _rows(history):
+    """History's dict of lists as a list of per-epoch dicts."""
+    n = len(history["loss"])
+    return [{k: v[i] for k, v in history.items()} for i in range(n)]
+
+
+def _write_json(path, data):
+    from .files import atomic_write
+
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2).encode()))
+
+
+def _load(path):
+    from .serialization import load_model
+
+    return load_model(path)
+
+
+def cmd_evaluate(args):
+    model = _load(args.model)
+    if model.loss is None:
+        raise FcnetError(f"{args.model}: the model was saved without a loss; it cannot be evaluated")
+    _, (x_test, y_test) = datasets.load(args.dataset, args.data_dir)
+    _check_width(model, x_test, args.dataset)
+    test = model.evaluate(x_test, y_test)
+    print(f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}  ({len(x_test)} {args.dataset} images)")
+    return 0
+
+
+def _check_width(model, x, source):
+    width = int(np.prod(x.shape[1:]))
+    if width != model.input_dim:
+        raise FcnetError(f"{source}: images have {width} pixels but the model expects {model.input_dim} inputs")
+
+
+def cmd_predict(args):
+    from .images import load_image
+
+    model = _load(args.model)
+    shape = tuple(model.metadata.get("image_shape") or (28, 28))
+    if int(np.prod(shape)) != model.input_dim:
+        raise FcnetError(f"{args.model}: the model's {model.input_dim} inputs are not a {shape} image")
+    names = model.metadata.get("class_names") or [str(i) for i in range(model.output_dim)]
+    x = np.stack([load_image(path, shape) for path in args.images])
+    out = model.predict(x)
+    probs = out if model.layers[-1].activation.name == "softmax" else activations.Softmax().forward(out)
+    for path, p in zip(args.images, probs):
+        k = int(p.argmax())
+        print(f"{path}: {names[k]} ({p[k]:.3f})")
+    return 0
+
+
+def cmd_summary(args):
+    _load(args.model).summary()
+    return 0
+
+
+def cmd_download(args):
+    folder = datasets.download(args.dataset, args.data_dir)
+    print(f"{args.dataset}: verified in {folder}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
+            "download": cmd_download}
+
+
+class UsageError(Exception):
+    """A combination of flags that argparse cannot check by itself (exit 2)."""
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="fcnet: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        parser.error(str(exc))
+    except (FcnetError, ValueError) as exc:
+        print(f"fcnet: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fcnet: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,114 @@
+"""The fully-connected layer as a forward/backward pair.
+
+``Dense`` computes ``z = x W + b`` and ``a = f(z)``. ``forward`` caches ``x``,
+``z`` and ``a`` — only what ``backward`` needs — and ``backward`` fills
+``grads`` (same keys as ``params``) and returns the gradient with respect to
+the input. See ``docs/backprop.md`` for the derivation.
+"""
+
+import numpy as np
+
+from . import activations, initializers
+
+__all__ = ["Dense"]
+
+
+class Dense:
+    """Fully-connected layer ``a = activation(x W + b)``, Keras-shaped.
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs ``n_out``.
+    activation : str or Activation, optional
+        One of ``activations.NAMES``; ``None`` means linear (logits).
+    input_dim : int, optional
+        ``n_in``; needed on the first layer unless the model is built from data.
+    kernel_initializer : str, optional
+        One of ``initializers.NAMES``; by default He-normal for ReLU-like
+        activations and Glorot-uniform otherwise.
+    name : str, optional
+
+    Attributes
+    ----------
+    params, grads : dict
+        ``"W"``, shape ``(n_in, n_out)``, and ``"b"``, shape ``(n_out,)``.
+    """
+
+    def __init__(self, units, activation=None, input_dim=None, kernel_initializer=None, name=None):
+        if int(units) != units or units < 1:
+            raise ValueError(f"units must be a positive integer, got {units!r}")
+        if input_dim is not None and (int(input_dim) != input_dim or input_dim < 1):
+            raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.input_dim = None if input_dim is None else int(input_dim)
+        self.kernel_initializer = kernel_initializer or initializers.default_for(self.activation.name)
+        initializers.get(self.kernel_initializer)  # fail early on an unknown name
+        self.name = name
+        self.params = {}
+        self.grads = {}
+        self._cache = None
+
+    def build(self, input_dim, rng, dtype):
+        """Create ``W`` from the kernel initializer and ``b = 0`` (draws from ``rng``)."""
+        self.input_dim = int(input_dim)
+        shape = (self.input_dim, self.units)
+        self.params = {
+            "W": initializers.get(self.kernel_initializer)(rng, shape).astype(dtype),
+            "b": np.zeros(self.units, dtype=dtype),
+        }
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+
+    def forward(self, x, training=False):
+        """Return ``a = f(x W + b)``, shape ``(n_batch, n_out)``; see :meth:`forward_z`."""
+        return self.forward_z(x, training)[1]
+
+    def forward_z(self, x, training=False):
+        """Return the pre-activation ``z = x W + b`` and ``a = f(z)``.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_batch, n_in)
+        training : bool
+            Cache ``x``, ``z`` and ``a`` for :meth:`backward`.
+
+        Returns
+        -------
+        z, a : ndarray, shape (n_batch, n_out)
+        """
+        z = x @ self.params["W"]
+        z += self.params["b"]
+        a = self.activation.forward(z)
+        self._cache = (x, z, a) if training else None
+        return z, a
+
+    def backward(self, dout, wrt_z=False, need_dx=True):
+        """Fill ``grads`` and return the gradient with respect to the input.
+
+        ``dW = xᵀ δ``, ``db = Σ_batch δ``, ``dx = δ Wᵀ`` with ``δ = dL/dz``.
+
+        Parameters
+        ----------
+        dout : ndarray, shape (n_batch, n_out)
+            ``dL/da``, or ``dL/dz`` itself when ``wrt_z`` (a softmax fused into the loss).
+        wrt_z : bool
+            Skip the activation's derivative.
+        need_dx : bool
+            The first layer's input gradient is never used; skipping it saves a GEMM.
+
+        Returns
+        -------
+        dx : ndarray, shape (n_batch, n_in), or None
+        """
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward(x, training=True) first")
+        x, z, a = self._cache
+        delta = dout if wrt_z else self.activation.backward(dout, z, a)
+        np.matmul(x.T, delta, out=self.grads["W"])
+        np.sum(delta, axis=0, out=self.grads["b"])
+        return delta @ self.params["W"].T if need_dx else None
+
+    def get_config(self):
+        return {"units": self.units, "activation": self.activation.get_config(), "input_dim": self.input_dim,
+                "kernel_initializer": self.kernel_initializer, "name": self.name}

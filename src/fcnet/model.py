@@ -1,0 +1,327 @@
+"""``Sequential``: a stack of ``Dense`` layers with Keras' compile / fit / evaluate / predict.
+
+The model owns one ``np.random.Generator`` made from ``seed``; it draws the
+initial weights and then the shuffling order of every epoch, so a seed fixes
+a whole run. ``uint8`` inputs are taken to be 8-bit images and are scaled to
+``[0, 1]`` one batch at a time, so a data set stays ``uint8`` in memory.
+"""
+
+import collections
+import math
+
+import numpy as np
+
+from . import losses as losses_mod
+from . import optimizers as optimizers_mod
+from .layers import Dense
+
+__all__ = ["Sequential", "Evaluation"]
+
+Evaluation = collections.namedtuple("Evaluation", ["loss", "accuracy"])
+
+_PREDICT_BATCH = 4096  # rows converted to floats at once when predicting: bounds memory, not results
+
+
+class Sequential:
+    """A feed-forward network of :class:`~fcnet.layers.Dense` layers.
+
+    Parameters
+    ----------
+    layers : list of Dense
+    seed : int, optional
+        Seeds initialisation and shuffling; ``None`` draws one, recorded in ``seed``.
+    dtype : {"float32", "float64"}
+        Parameter and computation precision.
+    name : str
+    """
+
+    def __init__(self, layers=(), seed=None, dtype="float32", name="sequential"):
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.layers = []
+        self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.dtype = np.dtype(dtype)
+        self.name = name
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.metadata = {}  # free-form facts saved with the model (data set, class names)
+        self.stop_training = False
+        for layer in layers:
+            self.add(layer)
+
+    # -- structure -------------------------------------------------------------------------------------------
+
+    def add(self, layer):
+        """Append a layer; weights are created as soon as the first layer's ``input_dim`` is known."""
+        if not isinstance(layer, Dense):
+            raise TypeError(f"Sequential takes Dense layers, got {type(layer).__name__}")
+        was_built = self.built
+        self.layers.append(layer)
+        if was_built:
+            layer.build(self.layers[-2].units, self.rng, self.dtype)
+        elif self.layers[0].input_dim is not None:
+            self.build(self.layers[0].input_dim)
+
+    @property
+    def built(self):
+        return bool(self.layers) and all(layer.params for layer in self.layers)
+
+    def build(self, input_dim):
+        """Create every layer's weights for inputs of width ``input_dim`` (draws from the model's RNG)."""
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        for layer in self.layers:
+            layer.build(input_dim, self.rng, self.dtype)
+            input_dim = layer.units
+
+    @property
+    def input_dim(self):
+        return self.layers[0].input_dim if self.layers else None
+
+    @property
+    def output_dim(self):
+        return self.layers[-1].units
+
+    @property
+    def parameters(self):
+        """The live parameter arrays ``[W1, b1, W2, b2, ...]``; ``W`` has shape ``(n_in, n_out)``."""
+        return [p for layer in self.layers for p in layer.params.values()]
+
+    @property
+    def gradients(self):
+        """The live gradient arrays, in the order of :attr:`parameters`, from the last backward pass."""
+        return [g for layer in self.layers for g in layer.grads.values()]
+
+    def count_params(self):
+        return sum(p.size for p in self.parameters)
+
+    def get_weights(self):
+        """Copies of :attr:`parameters`."""
+        return [p.copy() for p in self.parameters]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (a list shaped like :attr:`parameters`) into the model, in place."""
+        params = self.parameters
+        if len(weights) != len(params):
+            raise ValueError(f"expected {len(params)} arrays, got {len(weights)}")
+        for i, (p, w) in enumerate(zip(params, weights)):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ValueError(f"weight {i} has shape {w.shape}, expected {p.shape}")
+            p[...] = w
+
+    # -- training set-up -------------------------------------------------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=None):
+        """Choose the optimizer, the loss and the metrics (``["accuracy"]`` or none), as in Keras.
+
+        A cross-entropy with ``from_logits=False`` needs a softmax output layer, which
+        it then fuses with the loss; ``from_logits=True`` reads the output as logits.
+        """
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = losses_mod.get(loss)
+        metrics = list(metrics or [])
+        unknown = [m for m in metrics if m not in ("accuracy", "acc")]
+        if unknown:
+            raise ValueError(f"unknown metric {unknown[0]!r}; fcnet computes 'accuracy'")
+        self.metrics = ["accuracy"] if metrics else []
+        if self._fused is None:
+            raise ValueError(
+                f"{self.loss.name} with from_logits=False needs a softmax output layer, not "
+                f"{self.layers[-1].activation.name!r}; use a softmax output or from_logits=True"
+            )
+
+    @property
+    def _fused(self):
+        """True when the loss consumes the last layer's logits (softmax + cross-entropy), None if impossible."""
+        if self.loss is None or self.loss.from_logits:
+            return False
+        return True if self.layers[-1].activation.name == "softmax" else None
+
+    def _require_compiled(self):
+        if self.loss is None:
+            raise RuntimeError("compile() the model first")
+
+    # -- data checks -----------------------------------------------------------------------------------------
+
+    def _check_x(self, x):
+        """Return ``x`` as a 2-D array (trailing axes flattened), building the model from its width if needed."""
+        x = np.asarray(x)
+        if x.ndim < 2:
+            raise ValueError(f"inputs need shape (n_samples, n_features), got {x.shape}")
+        x = x.reshape(len(x), -1)
+        if not self.built:
+            self.build(x.shape[1])
+        if x.shape[1] != self.input_dim:
+            raise ValueError(f"inputs have {x.shape[1]} features but the model expects {self.input_dim}")
+        if x.dtype.kind not in "uif":
+            raise ValueError(f"inputs must be numbers, got dtype {x.dtype}")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError("inputs contain NaN or infinite values")
+        return x
+
+    def _check_y(self, y, n):
+        """Return targets as integer labels ``(n,)`` or a float matrix ``(n, n_out)``, after range checks."""
+        y = np.asarray(y)
+        if len(y) != n:
+            raise ValueError(f"{n} inputs but {len(y)} targets")
+        n_out = self.output_dim
+        if y.ndim == 2 and y.shape[1] == 1 and self.loss.sparse:
+            y = y[:, 0]
+        if y.ndim == 1 and not (self.loss.name == "mse" and n_out == 1):
+            if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
+                raise ValueError("class labels must be integers")
+            if n and (y.min() < 0 or y.max() >= n_out):
+                raise ValueError(f"labels must lie in 0..{n_out - 1}, found {y.min()}..{y.max()}")
+            return y.astype(np.intp)
+        if self.loss.sparse:
+            raise ValueError(f"{self.loss.name} takes integer labels of shape (n,), got shape {y.shape}")
+        y = y.reshape(n, -1).astype(self.dtype)
+        if y.shape[1] != n_out:
+            raise ValueError(f"targets have {y.shape[1]} columns but the model has {n_out} outputs")
+        if not np.isfinite(y).all():
+            raise ValueError("targets contain NaN or infinite values")
+        return y
+
+    def _to_float(self, x):
+        """One batch as model-dtype floats; ``uint8`` images are scaled to [0, 1]."""
+        if x.dtype == np.uint8:
+            return np.multiply(x, self.dtype.type(1 / 255), dtype=self.dtype)
+        return x.astype(self.dtype, copy=False)
+
+    # -- forward and backward --------------------------------------------------------------------------------
+
+    def _forward(self, x, training):
+        """Return ``(loss input, output)``: the last layer's logits if fused, else its output."""
+        for layer in self.layers[:-1]:
+            x = layer.forward(x, training)
+        z, a = self.layers[-1].forward_z(x, training)
+        return (z if self._fused else a), a
+
+    def _backward(self, x, y):
+        """One forward and backward pass on a float batch; fills every layer's ``grads``; returns (loss, output)."""
+        loss_input, out = self._forward(x, training=True)
+        value, d = self.loss.value_and_grad(loss_input, y)
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            d = self.layers[i].backward(d, wrt_z=(i == last and self._fused), need_dx=i > 0)
+        return value, out
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on a float batch with checked targets; returns ``(loss, output)``."""
+        value, out = self._backward(x, y)
+        self.optimizer.apply_gradients(zip(self.gradients, self.parameters))
+        return value, out
+
+    def loss_and_gradients(self, x, y):
+        """The batch loss and its gradient for every parameter, like ``tf.GradientTape``.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_batch, n_in)
+        y : array_like, shape (n_batch,) or (n_batch, n_out)
+
+        Returns
+        -------
+        loss : float
+        grads : list of ndarray
+            One array per entry of :attr:`parameters`, same shapes.
+        """
+        self._require_compiled()
+        x = self._check_x(x)
+        y = self._check_y(y, len(x))
+        value, _ = self._backward(self._to_float(x), y)
+        return value, [g.copy() for g in self.gradients]
+
+    # -- the Keras loop --------------------------------------------------------------------------------------
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
+            verbose=1, callbacks=None):
+        """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`~fcnet.training.History`.
+
+        See :func:`fcnet.training.fit` for the arguments.
+        """
+        from .training import fit
+
+        return fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                   validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks)
+
+    def _batches(self, x, batch_size):
+        for start in range(0, len(x), batch_size):
+            yield start, self._to_float(x[start:start + batch_size])
+
+    def evaluate(self, x, y, batch_size=_PREDICT_BATCH):
+        """Mean loss and accuracy (``nan`` for regression targets) over ``(x, y)``; a named tuple."""
+        self._require_compiled()
+        x = self._check_x(x)
+        y = self._check_y(y, len(x))
+        if len(x) == 0:
+            raise ValueError("cannot evaluate on an empty set")
+        total, correct = 0.0, 0
+        for start, xb in self._batches(x, batch_size):
+            yb = y[start:start + batch_size]
+            loss_input, out = self._forward(xb, training=False)
+            total += float(self.loss.per_example(loss_input, yb).sum())
+            correct += count_correct(out, yb)
+        accuracy = correct / len(x) if _is_classification(self, y) else math.nan
+        return Evaluation(total / len(x), accuracy)
+
+    def predict(self, x, batch_size=_PREDICT_BATCH):
+        """The network's output for ``x``: class probabilities for a softmax output, logits for a linear one.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_out)
+        """
+        x = self._check_x(x)
+        out = np.empty((len(x), self.output_dim), dtype=self.dtype)
+        for start, xb in self._batches(x, batch_size):
+            out[start:start + len(xb)] = self._forward(xb, training=False)[1]
+        return out
+
+    def predict_classes(self, x, batch_size=_PREDICT_BATCH):
+        """The index of the largest output per sample, shape ``(n_samples,)``."""
+        return self.predict(x, batch_size).argmax(axis=1)
+
+    # -- description and files -------------------------------------------------------------------------------
+
+    def summary(self, print_fn=print):
+        """Print (through ``print_fn``) and return a Keras-style table of layers, output shapes and parameters."""
+        rows = [("Layer (type)", "Output Shape", "Activation", "Param #")]
+        for i, layer in enumerate(self.layers):
+            n = sum(p.size for p in layer.params.values()) if self.built else 0
+            rows.append((f"{layer.name or f'dense_{i}'} (Dense)", f"(None, {layer.units})",
+                         layer.activation.name, f"{n:,}"))
+        widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
+        rule = "─" * sum(widths)
+
+        def fmt(row):
+            return "".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+
+        lines = [f'Model: "{self.name}"', rule, fmt(rows[0]), rule, *map(fmt, rows[1:]), rule,
+                 f"Total params: {self.count_params():,}", f"Input: (None, {self.input_dim})", f"dtype: {self.dtype}"]
+        text = "\n".join(lines)
+        print_fn(text)
+        return text
+
+    def get_config(self):
+        return {"name": self.name, "seed": self.seed, "dtype": self.dtype.name,
+                "layers": [layer.get_config() for layer in self.layers]}
+
+    def save(self, path):
+        """Write the model to one ``.npz`` file: arrays plus a JSON config; see :mod:`fcnet.serialization`."""
+        from .serialization import save_model
+
+        save_model(self, path)
+
+
+def count_correct(out, y):
+    """How many rows of ``out`` have their largest entry at the label (or at the target's largest entry)."""
+    pred = out.argmax(axis=1)
+    return int(np.count_nonzero(pred == (y if y.ndim == 1 else y.argmax(axis=1))))
+
+
+def _is_classification(model, y):
+    return y.ndim == 1 or model.loss.name != "mse" or model.output_dim > 1

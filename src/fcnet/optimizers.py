@@ -1,0 +1,180 @@
+"""Optimizers: they take matched (gradient, parameter) pairs and keep their own state.
+
+Layers know nothing of optimizers. State (momentum, Adam's moments) is created
+lazily the first time a parameter is seen and is keyed by that parameter, so
+one optimizer can serve any list of arrays, as in Keras' ``apply_gradients``.
+Updates are in place. Defaults are Keras'; the update rules and how they map
+to ``torch.optim`` are in ``docs/backprop.md``.
+"""
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "NAMES"]
+
+
+def _positive(name, value):
+    value = float(value)
+    if not value > 0 or not np.isfinite(value):
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return value
+
+
+def _fraction(name, value):
+    value = float(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+class Optimizer:
+    """Base class. ``learning_rate`` may also be given as ``lr``."""
+
+    name = ""
+    slot_names = ()
+
+    def __init__(self, learning_rate, lr=None):
+        self.learning_rate = _positive("learning rate", learning_rate if lr is None else lr)
+        self.iterations = 0
+        self._slots = {}  # id(param) -> (param, {slot name: array})
+
+    def apply_gradients(self, grads_and_params):
+        """Update each parameter in place from its gradient; one call is one step.
+
+        Parameters
+        ----------
+        grads_and_params : iterable of (ndarray, ndarray)
+            ``(gradient, parameter)`` pairs of equal shapes, as ``zip(grads, model.parameters)``.
+        """
+        self.iterations += 1
+        for grad, param in grads_and_params:
+            if grad.shape != param.shape:
+                raise ValueError(f"gradient of shape {grad.shape} for a parameter of shape {param.shape}")
+            self._update(param, grad, self._state(param))
+
+    def _state(self, param):
+        entry = self._slots.get(id(param))
+        if entry is None or entry[0] is not param:
+            entry = (param, {name: np.zeros_like(param) for name in self.slot_names})
+            self._slots[id(param)] = entry
+        return entry[1]
+
+    def _update(self, param, grad, state):
+        raise NotImplementedError
+
+    def get_state(self, params):
+        """The optimizer's state for ``params`` as ``{key: array}``, for saving; includes ``iterations``."""
+        state = {"iterations": np.array(self.iterations)}
+        for i, param in enumerate(params):
+            for name, array in self._state(param).items():
+                state[f"{name}_{i}"] = array
+        return state
+
+    def set_state(self, params, state):
+        """Restore what :meth:`get_state` returned for the same list of parameters."""
+        self.iterations = int(state["iterations"])
+        for i, param in enumerate(params):
+            for name, array in self._state(param).items():
+                array[...] = state[f"{name}_{i}"]
+
+    def get_config(self):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, in Keras' form.
+
+    ``v = momentum * v - lr * g``; ``p += v`` (Nesterov: ``p += momentum * v - lr * g``).
+    Without momentum: ``p -= lr * g``.
+    """
+
+    name = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, *, lr=None):
+        super().__init__(learning_rate, lr)
+        self.momentum = _fraction("momentum", momentum)
+        self.nesterov = bool(nesterov)
+        self.slot_names = ("velocity",) if self.momentum else ()
+
+    def _update(self, param, grad, state):
+        if not self.momentum:
+            param -= self.learning_rate * grad
+            return
+        v = state["velocity"]
+        v *= self.momentum
+        v -= self.learning_rate * grad
+        if self.nesterov:
+            param += self.momentum * v - self.learning_rate * grad
+        else:
+            param += v
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self.learning_rate, "momentum": self.momentum,
+                "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) in Keras' form, with epsilon outside the bias correction.
+
+    ``m += (1 - beta_1)(g - m)``; ``v += (1 - beta_2)(g² - v)``;
+    ``p -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)``.
+    ``epsilon`` may also be given as ``eps``.
+    """
+
+    name = "adam"
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, *, lr=None, eps=None):
+        super().__init__(learning_rate, lr)
+        self.beta_1 = _fraction("beta_1", beta_1)
+        self.beta_2 = _fraction("beta_2", beta_2)
+        self.epsilon = _positive("epsilon", epsilon if eps is None else eps)
+
+    def _update(self, param, grad, state):
+        m, v, t = state["m"], state["v"], self.iterations
+        m += (1 - self.beta_1) * (grad - m)
+        v += (1 - self.beta_2) * (grad * grad - v)
+        step = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        param -= step * m / (np.sqrt(v) + self.epsilon)
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self.learning_rate, "beta_1": self.beta_1,
+                "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, 2012) in Keras' form: ``v = rho v + (1 - rho) g²``; ``p -= lr g / (sqrt(v) + epsilon)``.
+
+    ``epsilon`` may also be given as ``eps``.
+    """
+
+    name = "rmsprop"
+    slot_names = ("velocity",)
+
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, *, lr=None, eps=None):
+        super().__init__(learning_rate, lr)
+        self.rho = _fraction("rho", rho)
+        self.epsilon = _positive("epsilon", epsilon if eps is None else eps)
+
+    def _update(self, param, grad, state):
+        v = state["velocity"]
+        v *= self.rho
+        v += (1 - self.rho) * grad * grad
+        param -= self.learning_rate * grad / (np.sqrt(v) + self.epsilon)
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}
+
+
+_CLASSES = {cls.name: cls for cls in (SGD, Adam, RMSprop)}
+NAMES = tuple(_CLASSES)
+
+
+def get(identifier):
+    """Return an :class:`Optimizer` from a name (Keras defaults), a config dict or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    config = dict(identifier) if isinstance(identifier, dict) else {"name": identifier}
+    name = config.pop("name")
+    if name not in _CLASSES:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(NAMES)}")
+    return _CLASSES[name](**config)

@@ -1,0 +1,200 @@
+"""The training loop, ``History`` and callbacks, kept apart from the layers.
+
+One epoch draws a permutation from the model's generator, gathers each batch
+with one fancy-index (``x[order[i:i + batch]]``), converts it to floats, and
+takes one optimizer step; the last, partial batch is used too, so an epoch is
+``ceil(n / batch_size)`` steps. ``loss`` and ``accuracy`` of an epoch are the
+means over its batches as they were trained (Keras' convention); validation
+metrics are computed after the epoch. ``epoch_seconds`` times the training
+steps only.
+"""
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from .errors import DivergenceError
+from .model import count_correct
+
+__all__ = ["fit", "History", "Callback", "ProgressBar", "EpochLog"]
+
+
+class Callback:
+    """Hooks called by :func:`fit`; ``logs`` is a dict of the epoch's metrics. ``self.model`` is set first."""
+
+    model = None
+
+    def on_train_begin(self, logs):
+        pass
+
+    def on_epoch_begin(self, epoch, logs):
+        pass
+
+    def on_batch_end(self, batch, logs):
+        pass
+
+    def on_epoch_end(self, epoch, logs):
+        pass
+
+    def on_train_end(self, logs):
+        pass
+
+
+class History(Callback):
+    """Records every epoch: ``history["loss"]`` is the list of epoch losses, and so on for each metric."""
+
+    def __init__(self):
+        self.epoch = []
+        self.history = {}
+
+    def on_epoch_end(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+
+def format_logs(logs):
+    """``loss 0.3012  accuracy 0.8912 ...`` from an epoch's logs (seconds left out)."""
+    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "epoch_seconds")
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on ``stderr``; silent when ``stderr`` is not a terminal."""
+
+    def __init__(self, epochs, steps):
+        self.epochs, self.steps, self.bar = epochs, steps, None
+
+    def on_epoch_begin(self, epoch, logs):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
+                        file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def on_batch_end(self, batch, logs):
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs):
+        self.bar.close()
+
+
+class EpochLog(Callback):
+    """One line per epoch to ``stream`` (default ``stdout``): time, loss, accuracy and validation metrics."""
+
+    def __init__(self, epochs, stream=None):
+        self.epochs, self.stream = epochs, stream
+
+    def on_epoch_end(self, epoch, logs):
+        width = len(str(self.epochs))
+        print(f"epoch {epoch + 1:>{width}}/{self.epochs}  time {logs['epoch_seconds']:.2f}s  {format_logs(logs)}",
+              file=self.stream or sys.stdout, flush=True)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
+        verbose=1, callbacks=None):
+    """Train ``model`` in place with mini-batch gradient steps.
+
+    Parameters
+    ----------
+    model : Sequential
+        Compiled.
+    x : array_like, shape (n, n_in) or (n, ...)
+        ``uint8`` images are scaled to [0, 1] per batch; floats are used as they are.
+    y : array_like, shape (n,) or (n, n_out)
+    epochs, batch_size : int
+    validation_split : float in [0, 1)
+        Hold out this fraction, taken from the end of ``x`` before shuffling (as Keras does).
+    validation_data : (x_val, y_val), optional
+        Overrides ``validation_split``.
+    shuffle : bool
+        Draw a new order every epoch from the model's generator.
+    verbose : {0, 1, 2}
+        0 silent, 1 a progress bar on stderr, 2 one line per epoch on stdout.
+    callbacks : list of Callback
+
+    Returns
+    -------
+    History
+        ``history.history`` holds ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``
+        (the metrics that apply) and ``epoch_seconds``, one entry per epoch.
+
+    Raises
+    ------
+    DivergenceError
+        When a batch loss is NaN or infinite: training stops at once.
+    """
+    model._require_compiled()
+    epochs = _positive_int("epochs", epochs)
+    batch_size = _positive_int("batch_size", batch_size)
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    x = model._check_x(x)
+    y = model._check_y(y, len(x))
+    if validation_data is None and validation_split:
+        n_train = int(len(x) * (1 - validation_split))
+        if n_train == 0 or n_train == len(x):
+            raise ValueError(f"validation_split={validation_split} leaves no training or no validation data")
+        validation_data = (x[n_train:], y[n_train:])
+        x, y = x[:n_train], y[:n_train]
+    if len(x) == 0:
+        raise ValueError("no training data")
+    steps = math.ceil(len(x) / batch_size)
+
+    history = History()
+    extra = {1: [ProgressBar(epochs, steps)], 2: [EpochLog(epochs)]}.get(verbose, [])
+    callbacks = [history, *extra, *(callbacks or [])]
+    for cb in callbacks:
+        cb.model = model
+    model.stop_training = False
+    for cb in callbacks:
+        cb.on_train_begin({})
+    for epoch in range(epochs):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch, {})
+        logs = _train_epoch(model, x, y, batch_size, shuffle, epoch, callbacks)
+        if validation_data is not None:
+            val = model.evaluate(*validation_data)
+            logs["val_loss"] = val.loss
+            if model.metrics:
+                logs["val_accuracy"] = val.accuracy
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end({})
+    return history
+
+
+def _train_epoch(model, x, y, batch_size, shuffle, epoch, callbacks):
+    n = len(x)
+    order = model.rng.permutation(n) if shuffle else np.arange(n)
+    total_loss, correct = 0.0, 0
+    start_time = time.perf_counter()
+    for step, start in enumerate(range(0, n, batch_size)):
+        idx = order[start:start + batch_size]
+        yb = y[idx]
+        loss, out = model.train_on_batch(model._to_float(x[idx]), yb)
+        if not math.isfinite(loss):
+            last = f"{total_loss / start:.4g}" if start else "none"
+            raise DivergenceError(
+                f"loss became {loss} at epoch {epoch + 1}, batch {step + 1} (mean loss so far this epoch: {last}); "
+                "try a lower learning rate"
+            )
+        total_loss += loss * len(idx)
+        if model.metrics:
+            correct += count_correct(out, yb)
+        for cb in callbacks:
+            cb.on_batch_end(step, {"loss": loss})
+    logs = {"loss": total_loss / n}
+    if model.metrics:
+        logs["accuracy"] = correct / n
+    logs["epoch_seconds"] = time.perf_counter() - start_time
+    return logs
