@@ -104,6 +104,7 @@ def build_parser():
     download = sub.add_parser("download", help="find or download a data set and verify its checksums")
     download.add_argument("dataset", choices=datasets.NAMES)
     download.add_argument("--data-dir")
+    download.add_argument("--offline", action="store_true", help="only look on disk; exit 1 if it is not there")
     return parser
 
 
@@ -128,6 +129,8 @@ def build_model(hidden, activation, n_in, n_classes, seed, dtype):
 def cmd_train(args):
     from .training import EpochLog, ProgressBar
 
+    if args.momentum and args.optimizer != "sgd":
+        raise UsageError("--momentum applies to --optimizer sgd only")
     (x_train, y_train), (x_test, y_test) = datasets.load(args.dataset, args.data_dir)
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
@@ -142,8 +145,6 @@ def cmd_train(args):
                       "image_shape": list(x_train.shape[1:])}
     opt_config = {"name": args.optimizer, "learning_rate": args.lr}
     if args.momentum:
-        if args.optimizer != "sgd":
-            raise UsageError("--momentum applies to --optimizer sgd only")
         opt_config["momentum"] = args.momentum
     model.compile(optimizer=opt_config, loss=args.loss, metrics=["accuracy"])
 
@@ -238,7 +239,7 @@ def cmd_summary(args):
 
 
 def cmd_download(args):
-    folder = datasets.download(args.dataset, args.data_dir)
+    folder = datasets.download(args.dataset, args.data_dir, fetch=not args.offline)
     print(f"{args.dataset}: verified in {folder}")
     return 0
 
@@ -259,7 +260,7 @@ def main(argv=None):
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        parser.error(str(exc))
+        parser.exit(2, f"fcnet {args.command}: error: {exc}\n")
     except (FcnetError, ValueError) as exc:
         print(f"fcnet: error: {exc}", file=sys.stderr)
         return 1

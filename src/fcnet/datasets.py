@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ChecksumError, DataError, DataNotFoundError
-from .idx import read_idx
 from .files import atomic_write
+from .idx import read_idx
 
 __all__ = ["load", "locate", "download", "Dataset", "REGISTRY", "FILES", "NAMES", "class_names", "cache_dir"]
 
@@ -199,15 +199,24 @@ def download_files(spec, folder):
     return paths
 
 
-def _fetch(spec, data_dir):
+def _paths(spec, data_dir, fetch):
+    """Paths of the four files: found on disk, else downloaded into the cache (when ``fetch``)."""
+    paths = locate(spec.name, data_dir)
+    if paths is not None:
+        return paths
+    searched = _candidates(spec, _data_dir(data_dir))
+    if not fetch:
+        raise DataNotFoundError(_not_found(spec, searched, "downloads are off"))
     try:
         return download_files(spec, cache_dir() / spec.name)
     except DataNotFoundError as exc:
-        raise DataNotFoundError(_not_found(spec, _candidates(spec, _data_dir(data_dir)), str(exc))) from None
+        raise DataNotFoundError(_not_found(spec, searched, str(exc))) from None
 
 
-def download(name, data_dir=None):
+def download(name, data_dir=None, fetch=True):
     """Make sure data set ``name`` is on disk and verifies, downloading it into the cache if needed.
+
+    With ``fetch=False`` only the disk is searched.
 
     Returns
     -------
@@ -215,7 +224,7 @@ def download(name, data_dir=None):
         The folder that holds it.
     """
     spec = _spec(name)
-    paths = locate(name, data_dir) or _fetch(spec, data_dir)
+    paths = _paths(spec, data_dir, fetch)
     for stem in FILES:
         _read_verified(paths[stem], spec, stem)
     return paths[FILES[0]].parent
@@ -233,7 +242,7 @@ def _load_keras_npz(spec):
         return [f[key] for key in ("x_train", "y_train", "x_test", "y_test")]
 
 
-def load(name, data_dir=None, download=True):
+def load(name, data_dir=None):
     """Load a data set as ``(x_train, y_train), (x_test, y_test)``.
 
     Parameters
@@ -243,8 +252,6 @@ def load(name, data_dir=None, download=True):
         holding the four standard IDX files (no checksums).
     data_dir : str or Path, optional
         Searched first; defaults to ``$FCNET_DATA``.
-    download : bool
-        Fetch from the mirrors when no copy is found.
 
     Returns
     -------
@@ -263,9 +270,7 @@ def load(name, data_dir=None, download=True):
         paths = locate(name, data_dir)
         arrays = _load_keras_npz(spec) if paths is None else None
         if arrays is None:
-            if paths is None and not download:
-                raise DataNotFoundError(_not_found(spec, _candidates(spec, _data_dir(data_dir)), "downloads are off"))
-            paths = paths or _fetch(spec, data_dir)
+            paths = paths or _paths(spec, data_dir, fetch=True)
             arrays = [_read_verified(paths[stem], spec, stem) for stem in FILES]
     n_classes = 10 if name in REGISTRY else 256
     for images, labels, part in ((arrays[0], arrays[1], "train"), (arrays[2], arrays[3], "test")):
@@ -275,7 +280,8 @@ def load(name, data_dir=None, download=True):
 
 def _check_pair(images, labels, part, name, n_classes):
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{name}: {part} images must be uint8 of shape (n, rows, cols), got {images.dtype}{images.shape}")
+        raise DataError(f"{name}: {part} images must be uint8 of shape (n, rows, cols), "
+                        f"got {images.dtype}{images.shape}")
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise DataError(f"{name}: {part} labels must be uint8 of shape (n,), got {labels.dtype}{labels.shape}")
     if len(images) != len(labels):

@@ -158,7 +158,9 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     for epoch in range(epochs):
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
-        logs = _train_epoch(model, x, y, batch_size, shuffle, epoch, callbacks)
+        # A diverging run overflows before its loss turns NaN; the guard in _train_epoch reports it once.
+        with np.errstate(over="ignore", invalid="ignore"):
+            logs = _train_epoch(model, x, y, batch_size, shuffle, epoch, callbacks)
         if validation_data is not None:
             val = model.evaluate(*validation_data)
             logs["val_loss"] = val.loss

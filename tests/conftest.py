@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+import fcnet
+from fcnet.datasets import FILES
+from fcnet.idx import write_idx
+
+
+def synthetic_images(n, rng, n_classes=10, side=28):
+    """Learnable uint8 images: each class lights up its own horizontal band, plus noise."""
+    y = rng.integers(0, n_classes, n).astype(np.uint8)
+    x = rng.integers(0, 60, (n, side, side)).astype(np.uint8)
+    band = side // n_classes
+    for c in range(n_classes):
+        x[y == c, c * band:(c + 1) * band, :] += 180
+    return x, y
+
+
+def write_idx_set(folder, n_train=600, n_test=200, seed=0, suffix=".gz"):
+    """Write the four standard IDX files of a synthetic set into ``folder``; returns the arrays."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = [*synthetic_images(n_train, rng), *synthetic_images(n_test, rng)]
+    for stem, array in zip(FILES, arrays):
+        write_idx(folder / (stem + suffix), array)
+    return arrays
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    folder = tmp_path / "idxset"
+    write_idx_set(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """The real Fashion-MNIST set (installed by `make setup`)."""
+    return fcnet.datasets.load("fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Keep every test away from the user's real cache and data folders."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FCNET_DATA", raising=False)

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from fcnet import activations
+
+Z = np.array([[-2.0, -0.5, 0.3, 1.7], [3.0, -1.0, 0.0, 0.25]])
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("linear", Z),
+        ("relu", [[0, 0, 0.3, 1.7], [3.0, 0, 0, 0.25]]),
+        ("leaky_relu", [[-0.4, -0.1, 0.3, 1.7], [3.0, -0.2, 0, 0.25]]),
+        ("sigmoid", 1 / (1 + np.exp(-Z))),
+        ("tanh", np.tanh(Z)),
+    ],
+)
+def test_forward_matches_hand_computed_values(name, expected):
+    assert_allclose(activations.get(name).forward(Z), expected, rtol=1e-15)
+
+
+def test_softmax_rows_are_probabilities_matching_the_definition():
+    a = activations.Softmax().forward(Z)
+    assert_allclose(a, np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True), rtol=1e-14)
+    assert_allclose(a.sum(axis=1), 1.0)
+
+
+def test_softmax_and_sigmoid_do_not_overflow_on_extreme_inputs():
+    z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]])
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        a = activations.Softmax().forward(z)
+        s = activations.Sigmoid().forward(z)
+    assert_allclose(a, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]])
+    assert_allclose(s, [[1, 0, 0.5], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_backward_matches_central_differences(name):
+    rng = np.random.default_rng(1)
+    act = activations.get(name)
+    z = rng.normal(size=(3, 5))
+    z[np.abs(z) < 1e-3] = 0.5  # stay away from the ReLU kink
+    da = rng.normal(size=z.shape)
+    dz = act.backward(da, z, act.forward(z))
+    numeric = np.zeros_like(z)
+    eps = 1e-6
+    for idx in np.ndindex(z.shape):
+        zp, zm = z.copy(), z.copy()
+        zp[idx] += eps
+        zm[idx] -= eps
+        numeric[idx] = ((act.forward(zp) - act.forward(zm)) * da).sum() / (2 * eps)
+    assert_allclose(dz, numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_relu_derivative_at_zero_is_zero():
+    assert activations.ReLU().backward(np.ones((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)))[0, 0] == 0
+
+
+def test_unknown_activation_names_the_choices():
+    with pytest.raises(ValueError, match="unknown activation 'swish'; choose from linear, relu"):
+        activations.get("swish")
+
+
+def test_get_accepts_none_config_and_instances():
+    assert activations.get(None).name == "linear"
+    assert activations.get({"name": "leaky_relu", "alpha": 0.1}).alpha == 0.1
+    relu = activations.ReLU()
+    assert activations.get(relu) is relu
