@@ -1,4 +1,4 @@
-"""The ``fcnet`` command line: train, evaluate, predict, summary, download.
+"""The ``fcnet`` command line: train, evaluate, predict, summary, gradcheck, download.
 
 Results go to stdout, progress and messages to stderr. Exit codes: 0 success,
 1 runtime error (one line: data not found offline, checksum mismatch, a bad
@@ -100,6 +100,19 @@ def build_parser():
 
     summary = sub.add_parser("summary", help="print a saved model's layers and parameter counts")
     summary.add_argument("model", type=Path)
+
+    check = sub.add_parser("gradcheck", help="prove the backward pass: finite differences, and PyTorch if installed",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    check.add_argument("--hidden", type=hidden_sizes, default=[300], metavar="N[,N...]")
+    check.add_argument("--activation", choices=activations.NAMES, default="relu")
+    check.add_argument("--loss", choices=losses.NAMES, default="sparse_categorical_crossentropy")
+    check.add_argument("--inputs", type=positive_int, default=784, help="input width")
+    check.add_argument("--classes", type=positive_int, default=10)
+    check.add_argument("--batch-size", type=positive_int, default=8)
+    check.add_argument("--seed", type=non_negative_int, default=0)
+    check.add_argument("--eps", type=positive_float, default=1e-5, help="finite-difference step")
+    check.add_argument("--entries", type=positive_int, default=64, help="entries checked per parameter array")
+    check.add_argument("--no-torch", action="store_true", help="skip the PyTorch cross-check")
 
     download = sub.add_parser("download", help="find or download a data set and verify its checksums")
     download.add_argument("dataset", choices=datasets.NAMES)
@@ -238,6 +251,37 @@ def cmd_summary(args):
     return 0
 
 
+def cmd_gradcheck(args):
+    from .gradcheck import TOLERANCE, gradcheck
+
+    model = build_model(args.hidden, args.activation, args.inputs, args.classes, args.seed, "float64")
+    model.compile("sgd", args.loss)
+    rng = np.random.default_rng(args.seed)
+    for layer in model.layers:  # non-zero biases keep every unit off ReLU's kink at z = 0
+        layer.params["b"][:] = rng.normal(0, 0.1, layer.units)
+    x, y = rng.random((args.batch_size, args.inputs)), rng.integers(0, args.classes, args.batch_size)
+    arch = "-".join(map(str, [args.inputs, *args.hidden, args.classes]))
+    print(f"{arch} {args.activation}/softmax, {args.loss}, batch {args.batch_size}, seed {args.seed}")
+    checks = [(f"finite differences (eps {args.eps:g}, tolerance {TOLERANCE:g})",
+               gradcheck(model, x, y, eps=args.eps, max_entries=args.entries, seed=args.seed))]
+    if not args.no_torch:
+        try:
+            from .torchcheck import TORCH_TOLERANCE, torch_check
+
+            checks.append((f"torch autograd (float64, tolerance {TORCH_TOLERANCE:g})", torch_check(model, x, y)))
+        except FcnetError as exc:
+            print(f"torch autograd: skipped ({exc})")
+    failed = []
+    for title, result in checks:
+        print(f"\n{title}\n{result.table()}")
+        failed += [f"{row.name} ({title.split(' (')[0]})" for row in result if not row.passed]
+    if failed:
+        print(f"fcnet: error: gradient check failed for {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print("\nevery gradient agrees")
+    return 0
+
+
 def cmd_download(args):
     folder = datasets.download(args.dataset, args.data_dir, fetch=not args.offline)
     print(f"{args.dataset}: verified in {folder}")
@@ -245,7 +289,7 @@ def cmd_download(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
-            "download": cmd_download}
+            "gradcheck": cmd_gradcheck, "download": cmd_download}
 
 
 class UsageError(Exception):

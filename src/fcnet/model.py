@@ -310,6 +310,21 @@ class Sequential:
         return {"name": self.name, "seed": self.seed, "dtype": self.dtype.name,
                 "layers": [layer.get_config() for layer in self.layers]}
 
+    @classmethod
+    def from_config(cls, config, dtype=None):
+        """A new, built model with the architecture of ``config`` (from :meth:`get_config`) and fresh weights."""
+        layers = [Dense(**lc) if i == 0 else Dense(**{**lc, "input_dim": None})
+                  for i, lc in enumerate(config["layers"])]
+        return cls(layers, seed=config["seed"], dtype=dtype or config["dtype"], name=config.get("name", "sequential"))
+
+    def astype(self, dtype):
+        """A copy of this model (weights, loss; a fresh optimizer of the same config) in another precision."""
+        copy = Sequential.from_config(self.get_config(), dtype=dtype)
+        copy.set_weights(self.parameters)
+        if self.loss is not None:
+            copy.compile(self.optimizer.get_config(), self.loss.get_config(), self.metrics)
+        return copy
+
     def save(self, path):
         """Write the model to one ``.npz`` file: arrays plus a JSON config; see :mod:`fcnet.serialization`."""
         from .serialization import save_model

@@ -113,32 +113,45 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba, 2015) in Keras' form, with epsilon outside the bias correction.
+    """Adam (Kingma & Ba, 2015); by default in Keras' form, with epsilon outside the bias correction.
 
-    ``m += (1 - beta_1)(g - m)``; ``v += (1 - beta_2)(g² - v)``;
-    ``p -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)``.
-    ``epsilon`` may also be given as ``eps``.
+    ``m += (1 - beta_1)(g - m)``; ``v += (1 - beta_2)(g² - v)``; then, with ``epsilon_form="keras"``
+    (the paper's "epsilon hat" variant, Keras' and TensorFlow's rule),
+    ``p -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)``, or with
+    ``epsilon_form="torch"`` (the paper's Algorithm 1, PyTorch's rule),
+    ``p -= lr / (1 - beta_1^t) * m / (sqrt(v / (1 - beta_2^t)) + epsilon)``. The two agree when
+    ``epsilon`` is negligible next to ``sqrt(v)``. ``epsilon`` may also be given as ``eps``.
     """
 
     name = "adam"
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, *, lr=None, eps=None):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, epsilon_form="keras", *,
+                 lr=None, eps=None):
         super().__init__(learning_rate, lr)
         self.beta_1 = _fraction("beta_1", beta_1)
         self.beta_2 = _fraction("beta_2", beta_2)
         self.epsilon = _positive("epsilon", epsilon if eps is None else eps)
+        if epsilon_form not in ("keras", "torch"):
+            raise ValueError(f"epsilon_form must be 'keras' or 'torch', got {epsilon_form!r}")
+        self.epsilon_form = epsilon_form
 
     def _update(self, param, grad, state):
         m, v, t = state["m"], state["v"], self.iterations
         m += (1 - self.beta_1) * (grad - m)
         v += (1 - self.beta_2) * (grad * grad - v)
-        step = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        param -= step * m / (np.sqrt(v) + self.epsilon)
+        correction_1, correction_2 = 1 - self.beta_1**t, 1 - self.beta_2**t
+        if self.epsilon_form == "keras":
+            param -= (self.learning_rate * np.sqrt(correction_2) / correction_1) * m / (np.sqrt(v) + self.epsilon)
+        else:
+            param -= (self.learning_rate / correction_1) * m / (np.sqrt(v / correction_2) + self.epsilon)
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate, "beta_1": self.beta_1,
-                "beta_2": self.beta_2, "epsilon": self.epsilon}
+        config = {"name": self.name, "learning_rate": self.learning_rate, "beta_1": self.beta_1,
+                  "beta_2": self.beta_2, "epsilon": self.epsilon}
+        if self.epsilon_form != "keras":
+            config["epsilon_form"] = self.epsilon_form
+        return config
 
 
 class RMSprop(Optimizer):

@@ -14,7 +14,6 @@ import numpy as np
 
 from .errors import DataError
 from .files import atomic_write
-from .layers import Dense
 from .model import Sequential
 
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
@@ -81,14 +80,9 @@ def load_model(path):
 
 
 def _build(config, arrays, path):
-    mc = config["model"]
-    layers = []
-    for i, lc in enumerate(mc["layers"]):
-        layers.append(Dense(lc["units"], lc["activation"], input_dim=lc["input_dim"] if i == 0 else None,
-                            kernel_initializer=lc["kernel_initializer"], name=lc.get("name")))
-    if not layers or layers[0].input_dim is None:
+    model = Sequential.from_config(config["model"])
+    if not model.built:
         raise DataError(f"{path}: the config describes no layers or no input width")
-    model = Sequential(layers, seed=mc["seed"], dtype=mc["dtype"], name=mc.get("name", "sequential"))
     params = model.parameters
     expected = {f"param_{i}" for i in range(len(params))}
     names = set(arrays)

@@ -1,0 +1,117 @@
+"""PyTorch as an oracle: the same network, weights and data through ``torch.autograd``.
+
+Optional — imported only by ``fcnet gradcheck``, the tests and comparisons, never by training.
+:func:`torch_loss_and_gradients` rebuilds the forward pass from ``torch``
+primitives in float64 and lets autograd differentiate it; :func:`torch_optimizer`
+maps an fcnet optimizer to the ``torch.optim`` one that follows the same
+trajectory (see ``docs/backprop.md`` for the mapping).
+"""
+
+import numpy as np
+
+from .errors import FcnetError
+from .gradcheck import GradcheckResult, GradcheckRow, parameter_names, relative_error
+
+__all__ = ["torch_loss", "torch_loss_and_gradients", "torch_check", "torch_optimizer", "import_torch", "TORCH_TOLERANCE"]
+
+TORCH_TOLERANCE = 1e-10
+
+
+def import_torch():
+    """``torch``, or a one-line error saying how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise FcnetError("this needs PyTorch: pip install 'fcnet[torch]'") from None
+    return torch
+
+
+def _activation(torch, layer, z):
+    name = layer.activation.name
+    if name == "relu":
+        return torch.relu(z)
+    if name == "leaky_relu":
+        return torch.nn.functional.leaky_relu(z, layer.activation.alpha)
+    if name == "sigmoid":
+        return torch.sigmoid(z)
+    if name == "tanh":
+        return torch.tanh(z)
+    if name == "softmax":
+        return torch.softmax(z, dim=-1)
+    return z
+
+
+def _loss(torch, loss, out, y):
+    F = torch.nn.functional
+    if loss.name == "mse":
+        target = F.one_hot(torch.as_tensor(y), out.shape[1]).double() if y.ndim == 1 else torch.as_tensor(y)
+        return F.mse_loss(out, target)
+    if y.ndim == 1:
+        return F.cross_entropy(out, torch.as_tensor(y, dtype=torch.long))
+    return -(torch.as_tensor(y) * torch.log_softmax(out, dim=-1)).sum(dim=1).mean()
+
+
+def _as_float64(x):
+    x = np.asarray(x)
+    x = x / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    return x.reshape(len(x), -1)
+
+
+def torch_loss(model, params, x, y):
+    """``model``'s loss as a differentiable torch scalar of ``params`` (torch tensors shaped like its weights).
+
+    The cross-entropy of a softmax output is taken on the logits, as fcnet does.
+    """
+    torch = import_torch()
+    y = model._check_y(y, len(x))
+    h = z = torch.as_tensor(_as_float64(x))
+    for i, layer in enumerate(model.layers):
+        z = h @ params[2 * i] + params[2 * i + 1]
+        h = _activation(torch, layer, z)
+    return _loss(torch, model.loss, z if model._fused else h, y)
+
+
+def torch_loss_and_gradients(model, x, y):
+    """The loss and its gradients for ``model``'s weights, computed by torch autograd in float64.
+
+    Returns
+    -------
+    loss : float
+    grads : list of ndarray, in the order of ``model.parameters``
+    """
+    torch = import_torch()
+    params = [torch.tensor(p, dtype=torch.float64, requires_grad=True) for p in model.parameters]
+    loss = torch_loss(model, params, x, y)
+    loss.backward()
+    return loss.item(), [p.grad.numpy() for p in params]
+
+
+def torch_check(model, x, y, tol=TORCH_TOLERANCE):
+    """Compare fcnet's loss and gradients (in float64) with torch autograd's; rows as in :func:`gradcheck`."""
+    model = model if model.dtype == np.float64 else model.astype("float64")
+    x = _as_float64(x)
+    loss, grads = model.loss_and_gradients(x, y)
+    t_loss, t_grads = torch_loss_and_gradients(model, x, y)
+    loss_err = abs(loss - t_loss) / max(abs(t_loss), np.finfo(float).tiny)
+    result = GradcheckResult([GradcheckRow("loss", (), 1, abs(loss - t_loss), loss_err, loss_err < tol)])
+    for name, g, t in zip(parameter_names(model), grads, t_grads):
+        rel = relative_error(g, t)
+        result.append(GradcheckRow(name, g.shape, g.size, float(np.abs(g - t).max()), rel, rel < tol))
+    return result
+
+
+def torch_optimizer(optimizer, params):
+    """The ``torch.optim`` optimizer whose trajectory matches ``optimizer``'s on ``params`` (torch tensors).
+
+    SGD: Keras' ``v = μv − lr·g; p += v`` is torch's ``b = μb + g; p −= lr·b`` with ``v = −lr·b``
+    (Nesterov likewise). RMSprop: ``rho`` is torch's ``alpha``, epsilon outside the root in both. Adam:
+    only ``epsilon_form="torch"`` matches ``torch.optim.Adam`` exactly; the Keras form differs by
+    ``epsilon`` placement (negligible next to ``sqrt(v)``).
+    """
+    torch = import_torch()
+    c = optimizer.get_config()
+    if c["name"] == "sgd":
+        return torch.optim.SGD(params, lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"])
+    if c["name"] == "rmsprop":
+        return torch.optim.RMSprop(params, lr=c["learning_rate"], alpha=c["rho"], eps=c["epsilon"])
+    return torch.optim.Adam(params, lr=c["learning_rate"], betas=(c["beta_1"], c["beta_2"]), eps=c["epsilon"])
