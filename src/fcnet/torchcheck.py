@@ -12,7 +12,8 @@ import numpy as np
 from .errors import FcnetError
 from .gradcheck import GradcheckResult, GradcheckRow, parameter_names, relative_error
 
-__all__ = ["torch_loss", "torch_loss_and_gradients", "torch_check", "torch_optimizer", "import_torch", "TORCH_TOLERANCE"]
+__all__ = ["torch_loss", "torch_loss_and_gradients", "torch_check", "torch_optimizer", "import_torch",
+           "TORCH_TOLERANCE"]
 
 TORCH_TOLERANCE = 1e-10
 
