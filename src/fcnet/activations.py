@@ -1,9 +1,12 @@
-"""Element-wise activations as forward/backward pairs.
+"""Activations as forward/backward pairs whose derivative is written through the output.
 
-Each activation is stateless: ``forward(z)`` returns ``a = f(z)`` and
-``backward(da, z, a)`` returns ``dz = da * f'(z)`` (for softmax, the
-Jacobian-vector product), using whichever of ``z`` or ``a`` is cheaper.
-The owning layer caches ``z`` and ``a``. See ``docs/backprop.md``.
+Every activation here has a derivative that can be computed from its output
+``a = f(z)`` alone — ``[a > 0]`` for the ReLUs, ``a (1 - a)``, ``1 - a²``, the
+softmax Jacobian — so a layer keeps ``a`` only and, while training, applies
+the activation in place over ``z`` (``forward(z, out=z)``), saving a buffer
+and a pass over memory per layer. ``backward(da, a)`` returns
+``dz = da ⊙ f'(z)`` (for softmax the Jacobian-vector product) and may
+overwrite ``da``, which the layer owns. See ``docs/backprop.md``.
 """
 
 import numpy as np
@@ -16,10 +19,12 @@ class Activation:
 
     name = ""
 
-    def forward(self, z):
+    def forward(self, z, out=None):
+        """``f(z)``, written into ``out`` when given (``out`` may be ``z`` itself)."""
         raise NotImplementedError
 
-    def backward(self, da, z, a):
+    def backward(self, da, a):
+        """``dL/dz`` from ``dL/da`` and the output ``a``; may overwrite ``da``."""
         raise NotImplementedError
 
     def get_config(self):
@@ -31,55 +36,63 @@ class Linear(Activation):
 
     name = "linear"
 
-    def forward(self, z):
-        return z
+    def forward(self, z, out=None):
+        if out is None or out is z:
+            return z
+        np.copyto(out, z)
+        return out
 
-    def backward(self, da, z, a):
+    def backward(self, da, a):
         return da
 
 
 class ReLU(Activation):
-    """``f(z) = max(z, 0)``; ``f'(0)`` is taken as 0, like PyTorch and Keras."""
+    """``f(z) = max(z, 0)``; ``f' = [a > 0]``, so ``f'(0) = 0`` as in PyTorch and Keras."""
 
     name = "relu"
 
-    def forward(self, z):
-        return np.maximum(z, 0)
+    def forward(self, z, out=None):
+        return np.maximum(z, 0, out=out)
 
-    def backward(self, da, z, a):
-        return da * (z > 0)
+    def backward(self, da, a):
+        return np.multiply(da, a > 0, out=da)
 
 
 class LeakyReLU(Activation):
-    """``f(z) = z`` for ``z > 0`` else ``alpha * z`` (Keras' default ``alpha = 0.2``)."""
+    """``f(z) = z`` for ``z > 0`` else ``alpha z`` (Keras' default ``alpha = 0.2``); ``a > 0`` iff ``z > 0``."""
 
     name = "leaky_relu"
 
     def __init__(self, alpha=0.2):
         self.alpha = float(alpha)
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"leaky_relu alpha must be in (0, 1), got {alpha}")
 
-    def forward(self, z):
-        return np.where(z > 0, z, self.alpha * z)
+    def forward(self, z, out=None):
+        # max(z, alpha z) is z for z > 0 and alpha z below, because 0 < alpha < 1.
+        return np.maximum(z, self.alpha * z, out=out)
 
-    def backward(self, da, z, a):
-        return np.where(z > 0, da, self.alpha * da)
+    def backward(self, da, a):
+        da[a <= 0] *= self.alpha
+        return da
 
     def get_config(self):
         return {"name": self.name, "alpha": self.alpha}
 
 
 class Sigmoid(Activation):
-    """``f(z) = 1 / (1 + exp(-z))``, ``f' = a (1 - a)``; written to never overflow exp."""
+    """``f(z) = 1 / (1 + exp(-z))``, ``f' = a (1 - a)``; written so that ``exp`` never overflows."""
 
     name = "sigmoid"
 
-    def forward(self, z):
-        # exp of a non-positive number only: exp(-|z|) in (0, 1].
+    def forward(self, z, out=None):
+        # exp of a non-positive number only: e = exp(-|z|) in (0, 1].
         e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        return np.divide(np.where(z >= 0, 1, e), 1 + e, out=out)
 
-    def backward(self, da, z, a):
-        return da * a * (1 - a)
+    def backward(self, da, a):
+        da *= a * (1 - a)
+        return da
 
 
 class Tanh(Activation):
@@ -87,11 +100,12 @@ class Tanh(Activation):
 
     name = "tanh"
 
-    def forward(self, z):
-        return np.tanh(z)
+    def forward(self, z, out=None):
+        return np.tanh(z, out=out)
 
-    def backward(self, da, z, a):
-        return da * (1 - a * a)
+    def backward(self, da, a):
+        da *= 1 - a * a
+        return da
 
 
 class Softmax(Activation):
@@ -99,19 +113,22 @@ class Softmax(Activation):
 
     Subtracting the row maximum keeps ``exp`` in (0, 1]: no overflow for any
     finite logits. The backward is the Jacobian-vector product
-    ``dz = a * (da - sum(da * a))``; a softmax output followed by cross-entropy
+    ``dz = a ⊙ (da - sum(da ⊙ a))``; a softmax output followed by cross-entropy
     never runs it, the model uses the fused ``(p - y) / N`` instead.
     """
 
     name = "softmax"
 
-    def forward(self, z):
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
+    def forward(self, z, out=None):
+        e = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
+        np.exp(e, out=e)
         e /= e.sum(axis=-1, keepdims=True)
         return e
 
-    def backward(self, da, z, a):
-        return a * (da - (da * a).sum(axis=-1, keepdims=True))
+    def backward(self, da, a):
+        da -= (da * a).sum(axis=-1, keepdims=True)
+        da *= a
+        return da
 
 
 _CLASSES = {cls.name: cls for cls in (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax)}

@@ -1,4 +1,4 @@
-"""The ``fcnet`` command line: train, evaluate, predict, summary, gradcheck, download.
+"""The ``fcnet`` command line: train, evaluate, predict, summary, gradcheck, compare, download.
 
 Results go to stdout, progress and messages to stderr. Exit codes: 0 success,
 1 runtime error (one line: data not found offline, checksum mismatch, a bad
@@ -68,26 +68,21 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--dataset", type=dataset_name, default="mnist", help="data set name or idx:DIR")
-    train.add_argument("--hidden", type=hidden_sizes, default=[300], metavar="N[,N...]",
-                       help="hidden layer widths, e.g. 256,128,64,64")
-    train.add_argument("--activation", choices=activations.NAMES, default="relu",
-                       help="hidden-layer activation")
-    train.add_argument("--optimizer", choices=optimizers.NAMES, default="sgd")
-    train.add_argument("--lr", type=positive_float, default=0.1, help="learning rate")
-    train.add_argument("--momentum", type=fraction, default=0.0, help="SGD momentum")
-    train.add_argument("--batch-size", type=positive_int, default=64)
-    train.add_argument("--epochs", type=positive_int, default=20)
-    train.add_argument("--seed", type=non_negative_int, default=0)
+    _network_flags(train)
+    _training_flags(train)
     train.add_argument("--loss", choices=losses.NAMES, default="sparse_categorical_crossentropy",
                        help="loss on a softmax output")
     train.add_argument("--validation-split", type=fraction, default=0.0)
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    train.add_argument("--data-dir", help="folder searched first for the data set (default $FCNET_DATA)")
-    train.add_argument("--limit", type=positive_int, help="use only the first N training images")
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+
+    compare = sub.add_parser("compare", help="train the same network in fcnet and other frameworks, side by side",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    compare.add_argument("--framework", type=framework_list, default=["torch", "keras"], metavar="NAME[,NAME...]",
+                         help="frameworks to compare with fcnet: torch, keras")
+    _network_flags(compare)
+    _training_flags(compare, epochs=5)
 
     evaluate = sub.add_parser("evaluate", help="test loss and accuracy of a saved model")
     evaluate.add_argument("model", type=Path)
@@ -103,13 +98,11 @@ def build_parser():
 
     check = sub.add_parser("gradcheck", help="prove the backward pass: finite differences, and PyTorch if installed",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    check.add_argument("--hidden", type=hidden_sizes, default=[300], metavar="N[,N...]")
-    check.add_argument("--activation", choices=activations.NAMES, default="relu")
+    _network_flags(check)
     check.add_argument("--loss", choices=losses.NAMES, default="sparse_categorical_crossentropy")
     check.add_argument("--inputs", type=positive_int, default=784, help="input width")
     check.add_argument("--classes", type=positive_int, default=10)
     check.add_argument("--batch-size", type=positive_int, default=8)
-    check.add_argument("--seed", type=non_negative_int, default=0)
     check.add_argument("--eps", type=positive_float, default=1e-5, help="finite-difference step")
     check.add_argument("--entries", type=positive_int, default=64, help="entries checked per parameter array")
     check.add_argument("--no-torch", action="store_true", help="skip the PyTorch cross-check")
@@ -119,6 +112,35 @@ def build_parser():
     download.add_argument("--data-dir")
     download.add_argument("--offline", action="store_true", help="only look on disk; exit 1 if it is not there")
     return parser
+
+
+def _network_flags(parser):
+    parser.add_argument("--hidden", type=hidden_sizes, default=[300], metavar="N[,N...]",
+                        help="hidden layer widths, e.g. 256,128,64,64")
+    parser.add_argument("--activation", choices=activations.NAMES, default="relu", help="hidden-layer activation")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+
+
+def _training_flags(parser, epochs=20):
+    parser.add_argument("--dataset", type=dataset_name, default="mnist", help="data set name or idx:DIR")
+    parser.add_argument("--optimizer", choices=optimizers.NAMES, default="sgd")
+    parser.add_argument("--lr", type=positive_float, default=0.1, help="learning rate")
+    parser.add_argument("--momentum", type=fraction, default=0.0, help="SGD momentum")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--epochs", type=positive_int, default=epochs)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--data-dir", help="folder searched first for the data set (default $FCNET_DATA)")
+    parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
+
+
+def framework_list(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    from .compare import RUNNERS
+
+    unknown = [name for name in names if name not in RUNNERS or name == "fcnet"]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from torch, keras")
+    return names
 
 
 def _version():
@@ -139,16 +161,16 @@ def build_model(hidden, activation, n_in, n_classes, seed, dtype):
     return Sequential(layers, seed=seed, dtype=dtype)
 
 
-def cmd_train(args):
-    from .training import EpochLog, ProgressBar
-
+def _data_and_model(args, loss="sparse_categorical_crossentropy"):
+    """The data set (``--limit`` applied) and the compiled network that ``train`` and ``compare`` build."""
     if args.momentum and args.optimizer != "sgd":
         raise UsageError("--momentum applies to --optimizer sgd only")
     (x_train, y_train), (x_test, y_test) = datasets.load(args.dataset, args.data_dir)
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-    if args.validation_split and int(len(x_train) * (1 - args.validation_split)) in (0, len(x_train)):
-        raise FcnetError(f"--validation-split {args.validation_split} leaves no training or no validation data "
+    split = getattr(args, "validation_split", 0.0)
+    if split and int(len(x_train) * (1 - split)) in (0, len(x_train)):
+        raise FcnetError(f"--validation-split {split} leaves no training or no validation data "
                          f"out of {len(x_train)} images")
     n_classes = len(datasets.class_names(args.dataset)) if args.dataset in datasets.NAMES else int(
         max(y_train.max(), y_test.max())) + 1
@@ -159,12 +181,18 @@ def cmd_train(args):
     opt_config = {"name": args.optimizer, "learning_rate": args.lr}
     if args.momentum:
         opt_config["momentum"] = args.momentum
-    model.compile(optimizer=opt_config, loss=args.loss, metrics=["accuracy"])
+    model.compile(optimizer=opt_config, loss=loss, metrics=["accuracy"])
+    return (x_train, y_train), (x_test, y_test), model
 
+
+def cmd_train(args):
+    from .training import EpochLog, ProgressBar
+
+    (x_train, y_train), (x_test, y_test), model = _data_and_model(args, args.loss)
     n_train = int(len(x_train) * (1 - args.validation_split))
     steps = math.ceil(n_train / args.batch_size)
     callbacks = [] if args.quiet else [ProgressBar(args.epochs, steps), EpochLog(args.epochs)]
-    arch = "-".join(map(str, [n_in, *args.hidden, n_classes]))
+    arch = "-".join(map(str, [model.input_dim, *args.hidden, model.output_dim]))
     print(f"fcnet: {arch} {args.activation}/softmax, {args.optimizer} lr {args.lr}, batch {args.batch_size}, "
           f"{args.epochs} epochs, {n_train} {args.dataset} training images, seed {args.seed}", flush=True)
     start = time.perf_counter()
@@ -251,6 +279,42 @@ def cmd_summary(args):
     return 0
 
 
+def cmd_compare(args):
+    from .compare import NotInstalled, make_runner
+
+    (x_train, y_train), (x_test, y_test), model = _data_and_model(args)
+    x_train = x_train.reshape(len(x_train), -1)
+    runners = [make_runner("fcnet", model, args.batch_size)]
+    for name in args.framework:  # built before any training: every runner starts from the same weights
+        try:
+            runners.append(make_runner(name, model, args.batch_size))
+        except NotInstalled:
+            print(f"{name}: not installed (pip install 'fcnet[{name}]')")
+    arch = "-".join(map(str, [model.input_dim, *args.hidden, model.output_dim]))
+    print(f"{arch} {args.activation}/softmax, {args.optimizer} lr {args.lr}, batch {args.batch_size}, "
+          f"{args.epochs} epochs, {len(x_train)} {args.dataset} training images, seed {args.seed}; same initial "
+          "weights and data order for all")
+    print(f"{'epoch':>5}  {'framework':<9} {'seconds':>8} {'loss':>8} {'train acc':>9} {'test acc':>8}")
+    orders = np.random.default_rng(args.seed)
+    seconds = {r.name: [] for r in runners}
+    for epoch in range(args.epochs):
+        order = orders.permutation(len(x_train))
+        turn = runners[epoch % len(runners):] + runners[:epoch % len(runners)]  # alternate who goes first
+        results = {r.name: r.train_epoch(x_train, y_train, order) for r in turn}
+        for r in runners:
+            secs, loss = results[r.name]
+            seconds[r.name].append(secs)
+            train_acc, test_acc = r.evaluate(x_train, y_train)[1], r.evaluate(x_test, y_test)[1]
+            print(f"{epoch + 1:>5}  {r.name:<9} {secs:>8.3f} {loss:>8.4f} {train_acc:>9.4f} {test_acc:>8.4f}",
+                  flush=True)
+    mine = float(np.median(seconds["fcnet"]))
+    for r in runners[1:]:
+        theirs = float(np.median(seconds[r.name]))
+        print(f"median seconds per epoch: fcnet {mine:.3f}, {r.name} {theirs:.3f}; fcnet / {r.name} = "
+              f"{mine / theirs:.2f}")
+    return 0
+
+
 def cmd_gradcheck(args):
     from .gradcheck import TOLERANCE, gradcheck
 
@@ -289,7 +353,7 @@ def cmd_download(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
-            "gradcheck": cmd_gradcheck, "download": cmd_download}
+            "gradcheck": cmd_gradcheck, "compare": cmd_compare, "download": cmd_download}
 
 
 class UsageError(Exception):

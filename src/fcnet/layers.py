@@ -1,9 +1,10 @@
 """The fully-connected layer as a forward/backward pair.
 
-``Dense`` computes ``z = x W + b`` and ``a = f(z)``. ``forward`` caches ``x``,
-``z`` and ``a`` — only what ``backward`` needs — and ``backward`` fills
-``grads`` (same keys as ``params``) and returns the gradient with respect to
-the input. See ``docs/backprop.md`` for the derivation.
+``Dense`` computes ``z = x W + b`` and ``a = f(z)``. ``forward`` caches ``x``
+and ``a`` — only what ``backward`` needs — and ``backward`` fills ``grads``
+(same keys as ``params``) and returns the gradient with respect to the input.
+Training reuses per-layer scratch buffers (``out=`` everywhere), so a step
+allocates no arrays. See ``docs/backprop.md`` for the derivation.
 """
 
 import numpy as np
@@ -48,6 +49,7 @@ class Dense:
         self.name = name
         self.params = {}
         self.grads = {}
+        self._buffers = {}
         self._cache = None
 
     def build(self, input_dim, rng, dtype):
@@ -59,6 +61,14 @@ class Dense:
             "b": np.zeros(self.units, dtype=dtype),
         }
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self._buffers = {}
+
+    def _buffer(self, name, n, width):
+        """Rows ``[:n]`` of a per-layer scratch array, grown as needed: training allocates nothing per step."""
+        buf = self._buffers.get(name)
+        if buf is None or len(buf) < n:
+            buf = self._buffers[name] = np.empty((n, width), dtype=self.params["W"].dtype)
+        return buf[:n]
 
     def forward(self, x, training=False):
         """Return ``a = f(x W + b)``, shape ``(n_batch, n_out)``; see :meth:`forward_z`."""
@@ -67,20 +77,28 @@ class Dense:
     def forward_z(self, x, training=False):
         """Return the pre-activation ``z = x W + b`` and ``a = f(z)``.
 
+        While training, ``z`` and ``a`` live in the layer's scratch buffers and
+        an element-wise activation overwrites ``z`` (its derivative needs only
+        ``a``), so the returned ``z`` is ``a``; a softmax keeps its logits ``z``
+        apart, for the fused cross-entropy. Both are valid until the next call.
+
         Parameters
         ----------
         x : ndarray, shape (n_batch, n_in)
         training : bool
-            Cache ``x``, ``z`` and ``a`` for :meth:`backward`.
+            Cache ``x`` and ``a`` for :meth:`backward`.
 
         Returns
         -------
         z, a : ndarray, shape (n_batch, n_out)
         """
-        z = x @ self.params["W"]
+        n = len(x)
+        z = np.matmul(x, self.params["W"], out=self._buffer("z", n, self.units) if training else None)
         z += self.params["b"]
-        a = self.activation.forward(z)
-        self._cache = (x, z, a) if training else None
+        separate = self.activation.name == "softmax"
+        out = (self._buffer("a", n, self.units) if training else None) if separate else z
+        a = self.activation.forward(z, out=out)
+        self._cache = (x, a) if training else None
         return z, a
 
     def backward(self, dout, wrt_z=False, need_dx=True):
@@ -92,6 +110,7 @@ class Dense:
         ----------
         dout : ndarray, shape (n_batch, n_out)
             ``dL/da``, or ``dL/dz`` itself when ``wrt_z`` (a softmax fused into the loss).
+            It may be overwritten.
         wrt_z : bool
             Skip the activation's derivative.
         need_dx : bool
@@ -100,14 +119,17 @@ class Dense:
         Returns
         -------
         dx : ndarray, shape (n_batch, n_in), or None
+            A scratch buffer of this layer, valid until its next backward pass.
         """
         if self._cache is None:
             raise RuntimeError("backward() needs a forward(x, training=True) first")
-        x, z, a = self._cache
-        delta = dout if wrt_z else self.activation.backward(dout, z, a)
+        x, a = self._cache
+        delta = dout if wrt_z else self.activation.backward(dout, a)
         np.matmul(x.T, delta, out=self.grads["W"])
         np.sum(delta, axis=0, out=self.grads["b"])
-        return delta @ self.params["W"].T if need_dx else None
+        if not need_dx:
+            return None
+        return np.matmul(delta, self.params["W"].T, out=self._buffer("dx", len(delta), self.input_dim))
 
     def get_config(self):
         return {"units": self.units, "activation": self.activation.get_config(), "input_dim": self.input_dim,

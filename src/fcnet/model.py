@@ -48,6 +48,7 @@ class Sequential:
         self.metrics = []
         self.metadata = {}  # free-form facts saved with the model (data set, class names)
         self.stop_training = False
+        self._scratch = None  # (raw, float) batch buffers of the training loop
         for layer in layers:
             self.add(layer)
 
@@ -185,11 +186,25 @@ class Sequential:
             raise ValueError("targets contain NaN or infinite values")
         return y
 
-    def _to_float(self, x):
+    def _to_float(self, x, out=None):
         """One batch as model-dtype floats; ``uint8`` images are scaled to [0, 1]."""
         if x.dtype == np.uint8:
-            return np.multiply(x, self.dtype.type(1 / 255), dtype=self.dtype)
-        return x.astype(self.dtype, copy=False)
+            return np.multiply(x, self.dtype.type(1 / 255), dtype=self.dtype, out=out)
+        if out is None:
+            return x.astype(self.dtype, copy=False)
+        np.copyto(out, x)
+        return out
+
+    def _gather(self, x, idx):
+        """Rows ``idx`` of ``x`` as model floats: one gather and one conversion into reused buffers."""
+        n, width = len(idx), x.shape[1]
+        if self._scratch is None or self._scratch[0].shape[0] < n or self._scratch[0].shape[1] != width:
+            self._scratch = (np.empty((n, width), dtype=x.dtype), np.empty((n, width), dtype=self.dtype))
+        raw, out = self._scratch[0][:n], self._scratch[1][:n]
+        if raw.dtype != x.dtype:
+            raw = np.empty((n, width), dtype=x.dtype)
+        np.take(x, idx, axis=0, out=raw)
+        return self._to_float(raw, out=out)
 
     # -- forward and backward --------------------------------------------------------------------------------
 

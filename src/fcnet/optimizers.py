@@ -3,11 +3,14 @@
 Layers know nothing of optimizers. State (momentum, Adam's moments) is created
 lazily the first time a parameter is seen and is keyed by that parameter, so
 one optimizer can serve any list of arrays, as in Keras' ``apply_gradients``.
-Updates are in place. Defaults are Keras'; the update rules and how they map
-to ``torch.optim`` are in ``docs/backprop.md``.
+Updates are in place, written as BLAS AXPYs (``y += αx`` in one pass, no
+temporaries) and in-place ufuncs. Defaults are Keras'; the update rules and
+how they map to ``torch.optim`` are in ``docs/backprop.md``.
 """
 
 import numpy as np
+
+from .blas import axpy
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "NAMES"]
 
@@ -54,9 +57,17 @@ class Optimizer:
     def _state(self, param):
         entry = self._slots.get(id(param))
         if entry is None or entry[0] is not param:
-            entry = (param, {name: np.zeros_like(param) for name in self.slot_names})
+            entry = (param, {name: np.zeros_like(param) for name in self.slot_names}, [None])
             self._slots[id(param)] = entry
         return entry[1]
+
+    def _scratch(self, param):
+        """A temporary shaped like ``param``, kept between steps (not part of the saved state)."""
+        self._state(param)
+        holder = self._slots[id(param)][2]
+        if holder[0] is None:
+            holder[0] = np.empty_like(param)
+        return holder[0]
 
     def _update(self, param, grad, state):
         raise NotImplementedError
@@ -97,15 +108,16 @@ class SGD(Optimizer):
 
     def _update(self, param, grad, state):
         if not self.momentum:
-            param -= self.learning_rate * grad
+            axpy(param, grad, -self.learning_rate)
             return
         v = state["velocity"]
         v *= self.momentum
-        v -= self.learning_rate * grad
+        axpy(v, grad, -self.learning_rate)
         if self.nesterov:
-            param += self.momentum * v - self.learning_rate * grad
+            axpy(param, v, self.momentum)
+            axpy(param, grad, -self.learning_rate)
         else:
-            param += v
+            axpy(param, v, 1.0)
 
     def get_config(self):
         return {"name": self.name, "learning_rate": self.learning_rate, "momentum": self.momentum,
@@ -137,14 +149,20 @@ class Adam(Optimizer):
         self.epsilon_form = epsilon_form
 
     def _update(self, param, grad, state):
-        m, v, t = state["m"], state["v"], self.iterations
-        m += (1 - self.beta_1) * (grad - m)
-        v += (1 - self.beta_2) * (grad * grad - v)
+        m, v, t, tmp = state["m"], state["v"], self.iterations, self._scratch(param)
+        m *= self.beta_1
+        axpy(m, grad, 1 - self.beta_1)
+        v *= self.beta_2
+        axpy(v, np.multiply(grad, grad, out=tmp), 1 - self.beta_2)
         correction_1, correction_2 = 1 - self.beta_1**t, 1 - self.beta_2**t
         if self.epsilon_form == "keras":
-            param -= (self.learning_rate * np.sqrt(correction_2) / correction_1) * m / (np.sqrt(v) + self.epsilon)
+            step = self.learning_rate * np.sqrt(correction_2) / correction_1
+            np.sqrt(v, out=tmp)
         else:
-            param -= (self.learning_rate / correction_1) * m / (np.sqrt(v / correction_2) + self.epsilon)
+            step = self.learning_rate / correction_1
+            np.sqrt(np.multiply(v, 1 / correction_2, out=tmp), out=tmp)
+        tmp += self.epsilon
+        axpy(param, np.divide(m, tmp, out=tmp), -step)
 
     def get_config(self):
         config = {"name": self.name, "learning_rate": self.learning_rate, "beta_1": self.beta_1,
@@ -169,10 +187,12 @@ class RMSprop(Optimizer):
         self.epsilon = _positive("epsilon", epsilon if eps is None else eps)
 
     def _update(self, param, grad, state):
-        v = state["velocity"]
+        v, tmp = state["velocity"], self._scratch(param)
         v *= self.rho
-        v += (1 - self.rho) * grad * grad
-        param -= self.learning_rate * grad / (np.sqrt(v) + self.epsilon)
+        axpy(v, np.multiply(grad, grad, out=tmp), 1 - self.rho)
+        np.sqrt(v, out=tmp)
+        tmp += self.epsilon
+        axpy(param, np.divide(grad, tmp, out=tmp), -self.learning_rate)
 
     def get_config(self):
         return {"name": self.name, "learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}

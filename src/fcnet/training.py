@@ -18,7 +18,7 @@ import numpy as np
 from .errors import DivergenceError
 from .model import count_correct
 
-__all__ = ["fit", "History", "Callback", "ProgressBar", "EpochLog"]
+__all__ = ["fit", "train_epoch", "History", "Callback", "ProgressBar", "EpochLog"]
 
 
 class Callback:
@@ -158,9 +158,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     for epoch in range(epochs):
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
-        # A diverging run overflows before its loss turns NaN; the guard in _train_epoch reports it once.
-        with np.errstate(over="ignore", invalid="ignore"):
-            logs = _train_epoch(model, x, y, batch_size, shuffle, epoch, callbacks)
+        order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
+        logs = train_epoch(model, x, y, batch_size, order, epoch, callbacks)
         if validation_data is not None:
             val = model.evaluate(*validation_data)
             logs["val_loss"] = val.loss
@@ -175,26 +174,31 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     return history
 
 
-def _train_epoch(model, x, y, batch_size, shuffle, epoch, callbacks):
+def train_epoch(model, x, y, batch_size, order, epoch=0, callbacks=()):
+    """One pass over ``x[order]`` in batches of ``batch_size``; returns the epoch's logs.
+
+    ``x`` and ``y`` are already checked (see :func:`fit`); ``order`` is a permutation of their rows.
+    """
     n = len(x)
-    order = model.rng.permutation(n) if shuffle else np.arange(n)
     total_loss, correct = 0.0, 0
     start_time = time.perf_counter()
-    for step, start in enumerate(range(0, n, batch_size)):
-        idx = order[start:start + batch_size]
-        yb = y[idx]
-        loss, out = model.train_on_batch(model._to_float(x[idx]), yb)
-        if not math.isfinite(loss):
-            last = f"{total_loss / start:.4g}" if start else "none"
-            raise DivergenceError(
-                f"loss became {loss} at epoch {epoch + 1}, batch {step + 1} (mean loss so far this epoch: {last}); "
-                "try a lower learning rate"
-            )
-        total_loss += loss * len(idx)
-        if model.metrics:
-            correct += count_correct(out, yb)
-        for cb in callbacks:
-            cb.on_batch_end(step, {"loss": loss})
+    # A diverging run overflows before its loss turns NaN; the guard below reports it once, in one line.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for step, start in enumerate(range(0, n, batch_size)):
+            idx = order[start:start + batch_size]
+            yb = y[idx]
+            loss, out = model.train_on_batch(model._gather(x, idx), yb)
+            if not math.isfinite(loss):
+                last = f"{total_loss / start:.4g}" if start else "none"
+                raise DivergenceError(
+                    f"loss became {loss} at epoch {epoch + 1}, batch {step + 1} (mean loss so far this epoch: "
+                    f"{last}); try a lower learning rate"
+                )
+            total_loss += loss * len(idx)
+            if model.metrics:
+                correct += count_correct(out, yb)
+            for cb in callbacks:
+                cb.on_batch_end(step, {"loss": loss})
     logs = {"loss": total_loss / n}
     if model.metrics:
         logs["accuracy"] = correct / n

@@ -1,0 +1,87 @@
+"""Two BLAS calls NumPy does not expose, made into the very library NumPy's ``matmul`` uses.
+
+NumPy has no in-place ``y ← y + αx``: ``p -= lr * g`` costs a temporary and
+three passes over memory. BLAS has it (AXPY), as it has ``C ← αAB + βC``
+(GEMM with ``β = 1``), which lets plain SGD add ``−lr·xᵀδ`` straight into
+``W`` without ever writing the gradient. Both are called through ``ctypes``
+in NumPy's own OpenBLAS — not SciPy's, whose second thread pool would fight
+NumPy's for the cores. Where that library cannot be found (a NumPy built
+against another BLAS), :data:`AVAILABLE` is False and callers use the NumPy
+expressions, which stay the reference (tests compare the two).
+"""
+
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+__all__ = ["AVAILABLE", "axpy", "gemm"]
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _find():
+    """``{(name, dtype): function}`` from NumPy's bundled OpenBLAS, or ``{}``."""
+    folder = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(folder, "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix, int_t in (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_int64),
+                                      ("scipy_cblas_", "", ctypes.c_int), ("cblas_", "", ctypes.c_int)):
+            found = {}
+            for dtype, letter, real in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
+                axpy_f = getattr(lib, f"{prefix}{letter}axpy{suffix}", None)
+                gemm_f = getattr(lib, f"{prefix}{letter}gemm{suffix}", None)
+                if axpy_f is None or gemm_f is None:
+                    break
+                p = ctypes.c_void_p
+                axpy_f.argtypes = [int_t, real, p, int_t, p, int_t]
+                gemm_f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, real, p, int_t, p,
+                                   int_t, real, p, int_t]
+                axpy_f.restype = gemm_f.restype = None
+                found[("axpy", np.dtype(dtype))] = axpy_f
+                found[("gemm", np.dtype(dtype))] = gemm_f
+            if len(found) == 4:
+                return found
+    return {}
+
+
+_FUNCTIONS = {} if os.environ.get("FCNET_NO_BLAS") else _find()
+AVAILABLE = bool(_FUNCTIONS)
+
+
+def _usable(*arrays):
+    dtype = arrays[0].dtype
+    return AVAILABLE and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays) and dtype in (
+        np.float32, np.float64)
+
+
+def axpy(y, x, alpha):
+    """``y += alpha * x`` in place, in one pass; ``x`` and ``y`` of one shape and float dtype."""
+    if not _usable(y, x) or y.shape != x.shape:
+        y += alpha * x
+        return y
+    _FUNCTIONS[("axpy", y.dtype)](y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
+    return y
+
+
+def gemm(alpha, a, b, c, trans_a=False):
+    """``c += alpha * op(a) @ b`` in place, with ``op(a) = aᵀ`` when ``trans_a``; C-contiguous operands.
+
+    Parameters
+    ----------
+    a : ndarray, shape (k, m) if ``trans_a`` else (m, k)
+    b : ndarray, shape (k, n)
+    c : ndarray, shape (m, n)
+    """
+    if not _usable(a, b, c):
+        c += alpha * ((a.T if trans_a else a) @ b)
+        return c
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    _FUNCTIONS[("gemm", c.dtype)](_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _NO_TRANS, m, n, k, alpha,
+                                  a.ctypes.data, a.shape[1], b.ctypes.data, n, 1.0, c.ctypes.data, n)
+    return c

@@ -1,0 +1,164 @@
+"""The same network trained in fcnet and in other frameworks, side by side (``fcnet compare``, benchmarks).
+
+Every contender starts from the fcnet model's initial weights and visits the
+data in the same order (one permutation per epoch, shared), with the same
+batch size and learning rate, so their losses and accuracies can be compared
+epoch by epoch and their times are for the same work: gather a batch of
+``uint8`` images by index, scale it to [0, 1], forward, backward, update.
+Frameworks are optional and imported here only: a missing one is reported as
+"not installed".
+"""
+
+import time
+
+import numpy as np
+
+from .training import train_epoch
+
+__all__ = ["FcnetRunner", "TorchRunner", "KerasRunner", "RUNNERS", "make_runner", "NotInstalled"]
+
+
+class NotInstalled(Exception):
+    """The framework cannot be imported."""
+
+
+class FcnetRunner:
+    """fcnet itself, through its ordinary training loop."""
+
+    name = "fcnet"
+
+    def __init__(self, model, batch_size):
+        self.model, self.batch_size = model, batch_size
+
+    def train_epoch(self, x, y, order):
+        """Train one epoch over ``x[order]``; returns (seconds, mean batch loss)."""
+        logs = train_epoch(self.model, x, y, self.batch_size, order)
+        return logs["epoch_seconds"], logs["loss"]
+
+    def evaluate(self, x, y):
+        ev = self.model.evaluate(x, y)
+        return ev.loss, ev.accuracy
+
+    def predict(self, x):
+        return self.model.predict(x)
+
+
+def _torch_activation(torch, name):
+    return {"relu": torch.nn.ReLU(), "sigmoid": torch.nn.Sigmoid(), "tanh": torch.nn.Tanh(),
+            "leaky_relu": torch.nn.LeakyReLU(0.2), "linear": torch.nn.Identity()}[name]
+
+
+class TorchRunner:
+    """PyTorch eager: ``torch.nn.Linear`` layers, ``CrossEntropyLoss`` on logits, the matching ``torch.optim``."""
+
+    name = "torch"
+
+    def __init__(self, model, batch_size):
+        try:
+            import torch
+        except ImportError:
+            raise NotInstalled("torch") from None
+        from .torchcheck import torch_optimizer
+
+        self.torch, self.batch_size = torch, batch_size
+        dtype = torch.float32 if model.dtype == np.float32 else torch.float64
+        modules = []
+        for i, layer in enumerate(model.layers):
+            linear = torch.nn.Linear(layer.input_dim, layer.units, dtype=dtype)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
+                linear.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
+            modules.append(linear)
+            if i < len(model.layers) - 1:
+                modules.append(_torch_activation(torch, layer.activation.name))
+        self.net = torch.nn.Sequential(*modules)  # the output softmax lives in CrossEntropyLoss
+        self.dtype = dtype
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.optimizer = torch_optimizer(model.optimizer, list(self.net.parameters()))
+        self._data = None
+
+    def _tensors(self, x, y):
+        if self._data is None or self._data[0] is not x:
+            t = self.torch
+            self._data = (x, t.from_numpy(x.reshape(len(x), -1)), t.from_numpy(y.astype(np.int64)))
+        return self._data[1], self._data[2]
+
+    def train_epoch(self, x, y, order):
+        t = self.torch
+        xt, yt = self._tensors(x, y)
+        order_t = t.from_numpy(order)
+        total = 0.0
+        start = time.perf_counter()
+        for i in range(0, len(order), self.batch_size):
+            idx = order_t[i:i + self.batch_size]
+            xb = xt[idx].to(self.dtype).div_(255)
+            self.optimizer.zero_grad()
+            loss = self.loss(self.net(xb), yt[idx])
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(idx)
+        return time.perf_counter() - start, total / len(order)
+
+    def predict(self, x):
+        t = self.torch
+        with t.no_grad():
+            xt = t.from_numpy(x.reshape(len(x), -1)).to(self.dtype).div_(255)
+            return t.softmax(self.net(xt), dim=1).numpy()
+
+    def evaluate(self, x, y):
+        t = self.torch
+        with t.no_grad():
+            xt = t.from_numpy(x.reshape(len(x), -1)).to(self.dtype).div_(255)
+            logits = self.net(xt)
+            loss = t.nn.functional.cross_entropy(logits, t.from_numpy(y.astype(np.int64))).item()
+            return loss, float((logits.argmax(1).numpy() == y).mean())
+
+
+class KerasRunner:
+    """Keras 3 on the TensorFlow backend: ``Rescaling(1/255)`` then ``Dense`` layers, the matching optimizer."""
+
+    name = "keras"
+
+    def __init__(self, model, batch_size):
+        import os
+
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            import keras
+        except ImportError:
+            raise NotInstalled("keras") from None
+        self.keras, self.batch_size = keras, batch_size
+        layers = [keras.Input((model.input_dim,)), keras.layers.Rescaling(1 / 255)]
+        for layer in model.layers:
+            layers.append(keras.layers.Dense(layer.units, activation=layer.activation.name))
+        self.net = keras.Sequential(layers)
+        self.net.set_weights([w for layer in model.layers for w in (layer.params["W"], layer.params["b"])])
+        c = model.optimizer.get_config()
+        optimizer = {"sgd": lambda: keras.optimizers.SGD(c["learning_rate"], momentum=c["momentum"],
+                                                         nesterov=c["nesterov"]),
+                     "adam": lambda: keras.optimizers.Adam(c["learning_rate"], c["beta_1"], c["beta_2"], c["epsilon"]),
+                     "rmsprop": lambda: keras.optimizers.RMSprop(c["learning_rate"], c["rho"],
+                                                                 epsilon=c["epsilon"])}[c["name"]]()
+        self.net.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def train_epoch(self, x, y, order):
+        xs, ys = x.reshape(len(x), -1)[order], y[order]  # Keras' own loop slices batches in order
+        start = time.perf_counter()
+        history = self.net.fit(xs, ys, batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0)
+        return time.perf_counter() - start, history.history["loss"][0]
+
+    def predict(self, x):
+        return self.net.predict(x.reshape(len(x), -1), batch_size=4096, verbose=0)
+
+    def evaluate(self, x, y):
+        loss, accuracy = self.net.evaluate(x.reshape(len(x), -1), y, batch_size=4096, verbose=0)
+        return loss, accuracy
+
+
+RUNNERS = {"fcnet": FcnetRunner, "torch": TorchRunner, "keras": KerasRunner}
+
+
+def make_runner(name, model, batch_size):
+    """A runner for framework ``name`` mirroring ``model`` (compiled, with its initial weights)."""
+    return RUNNERS[name](model, batch_size)
