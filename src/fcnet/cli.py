@@ -103,7 +103,7 @@ def build_parser():
     check.add_argument("--inputs", type=positive_int, default=784, help="input width")
     check.add_argument("--classes", type=positive_int, default=10)
     check.add_argument("--batch-size", type=positive_int, default=8)
-    check.add_argument("--eps", type=positive_float, default=1e-5, help="finite-difference step")
+    check.add_argument("--eps", type=positive_float, default=1e-6, help="finite-difference step")
     check.add_argument("--entries", type=positive_int, default=64, help="entries checked per parameter array")
     check.add_argument("--no-torch", action="store_true", help="skip the PyTorch cross-check")
 

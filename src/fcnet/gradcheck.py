@@ -1,16 +1,19 @@
-"""Checking hand-written gradients against central finite differences in float64.
+"""Checking hand-written gradients against central finite differences.
 
 For a parameter entry ``θ_i`` the numerical derivative is
 ``(L(θ + ε e_i) − L(θ − ε e_i)) / 2ε``, whose error is ``O(ε²)`` from
-truncation plus about ``ε_mach |L| / ε`` from rounding; the default
-``ε = 1e-5 ≈ ε_mach^(1/3)`` balances the two (with ``ε = 1e-6`` the rounding
-noise, ~1e-10, already exceeds 1e-6 of the ~1e-4 gradients of a five-layer
-softmax stack, a false failure). Each parameter array
-gets one relative error, ``max_i |a_i − n_i| / max_i max(|a_i|, |n_i|)``
-(analytic ``a``, numerical ``n``): normwise, so entries that are zero in
-both (a dead ReLU unit) or tiny do not turn rounding noise into a failure,
-while a wrong formula — a dropped transpose, a wrong derivative — gives
-errors of the order of the gradient itself.
+truncation plus about ``ε_mach |L| / ε`` from rounding. In float64 that
+rounding noise is ~1e-10 at ``ε = 1e-6`` — more than 1e-6 of the ~1e-5
+gradients of a five-layer softmax stack, a false failure. So the losses are
+evaluated in ``np.longdouble`` (80-bit extended precision on x86-64,
+ε_mach ≈ 1e-19; where it is no wider than float64 the check degrades to
+float64), while the analytic gradients come from the float64 model.
+
+Each parameter array gets one relative error,
+``max_i |a_i − n_i| / max_i max(|a_i|, |n_i|)`` (analytic ``a``, numerical
+``n``): normwise, so entries that are zero in both (a dead ReLU unit) do not
+divide by zero, while a wrong formula — a dropped transpose, a wrong
+derivative — gives errors of the order of the gradient itself.
 """
 
 import collections
@@ -56,13 +59,19 @@ def parameter_names(model):
     return [f"{key}{i + 1}" for i, layer in enumerate(model.layers) for key in layer.params]
 
 
-def gradcheck(model, x, y, eps=1e-5, max_entries=64, seed=0, tol=TOLERANCE):
+def _loss(model, x, y):
+    """The mean batch loss in the model's own precision (``evaluate`` would round it to a float)."""
+    loss_input, _ = model._forward(x, training=False)
+    return model.loss.per_example(loss_input, y).mean()
+
+
+def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE):
     """Compare ``model.loss_and_gradients`` with central finite differences, in float64.
 
     Parameters
     ----------
     model : Sequential
-        Compiled; a float32 model is copied to float64 first (the original is not touched).
+        Compiled; it is copied to float64 and to longdouble (the original is not touched).
     x : array_like, shape (n_batch, n_in)
     y : array_like, shape (n_batch,) or (n_batch, n_out)
     eps : float
@@ -77,25 +86,27 @@ def gradcheck(model, x, y, eps=1e-5, max_entries=64, seed=0, tol=TOLERANCE):
     GradcheckResult
         One row per parameter array: name, shape, entries checked, max abs and relative error, verdict.
     """
-    model = model if model.dtype == np.float64 else model.astype("float64")
     x = np.asarray(x)
     x = x / 255.0 if x.dtype == np.uint8 else np.asarray(x, dtype=np.float64)
-    _, grads = model.loss_and_gradients(x, y)
+    _, grads = model.astype("float64").loss_and_gradients(x, y)
+    wide = model.astype(np.longdouble)
+    x_wide, y = x.astype(np.longdouble).reshape(len(x), -1), wide._check_y(y, len(x))
+    step = np.longdouble(eps)
     rng = np.random.default_rng(seed)
     result = GradcheckResult()
-    for name, param, grad in zip(parameter_names(model), model.parameters, grads):
+    for name, param, grad in zip(parameter_names(wide), wide.parameters, grads):
         flat = param.reshape(-1)  # a view: perturbing it perturbs the model
         n = flat.size
         idx = np.arange(n) if n <= max_entries else np.sort(rng.choice(n, max_entries, replace=False))
         numeric = np.empty(len(idx))
         for k, i in enumerate(idx):
             old = flat[i]
-            flat[i] = old + eps
-            plus = model.evaluate(x, y).loss
-            flat[i] = old - eps
-            minus = model.evaluate(x, y).loss
+            flat[i] = old + step
+            plus = _loss(wide, x_wide, y)
+            flat[i] = old - step
+            minus = _loss(wide, x_wide, y)
             flat[i] = old
-            numeric[k] = (plus - minus) / (2 * eps)
+            numeric[k] = (plus - minus) / (2 * step)
         analytic = grad.reshape(-1)[idx]
         rel = relative_error(analytic, numeric)
         result.append(GradcheckRow(name, param.shape, len(idx), float(np.abs(analytic - numeric).max()), rel,

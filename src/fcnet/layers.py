@@ -74,7 +74,7 @@ class Dense:
         """Return ``a = f(x W + b)``, shape ``(n_batch, n_out)``; see :meth:`forward_z`."""
         return self.forward_z(x, training)[1]
 
-    def forward_z(self, x, training=False):
+    def forward_z(self, x, training=False, activate=True):
         """Return the pre-activation ``z = x W + b`` and ``a = f(z)``.
 
         While training, ``z`` and ``a`` live in the layer's scratch buffers and
@@ -87,6 +87,8 @@ class Dense:
         x : ndarray, shape (n_batch, n_in)
         training : bool
             Cache ``x`` and ``a`` for :meth:`backward`.
+        activate : bool
+            ``False`` returns ``a = z``: a softmax output fused into the loss need not be computed.
 
         Returns
         -------
@@ -95,9 +97,12 @@ class Dense:
         n = len(x)
         z = np.matmul(x, self.params["W"], out=self._buffer("z", n, self.units) if training else None)
         z += self.params["b"]
-        separate = self.activation.name == "softmax"
-        out = (self._buffer("a", n, self.units) if training else None) if separate else z
-        a = self.activation.forward(z, out=out)
+        if activate:
+            separate = self.activation.name == "softmax"
+            out = (self._buffer("a", n, self.units) if training else None) if separate else z
+            a = self.activation.forward(z, out=out)
+        else:
+            a = z
         self._cache = (x, a) if training else None
         return z, a
 

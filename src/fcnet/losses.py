@@ -82,19 +82,21 @@ class _Crossentropy(Loss):
 
     def value_and_grad(self, z, y):
         n = z.shape[0]
-        logp = log_softmax(z)
-        grad = np.exp(logp)  # softmax(z)
+        shifted = z - z.max(axis=-1, keepdims=True)  # every exponent <= 0: no overflow
+        grad = np.exp(shifted)
+        total = grad.sum(axis=-1, keepdims=True)  # >= 1: its log is finite
+        grad /= total  # softmax(z)
         if y.ndim == 1:
             rows = np.arange(n)
-            value = -logp[rows, y].sum() / n
+            value = (np.log(total).sum() - shifted[rows, y].sum()) / n
             grad[rows, y] -= 1
         else:
             y = y.astype(z.dtype, copy=False)
-            value = -(y * logp).sum() / n
+            value = -(y * (shifted - np.log(total))).sum() / n
             # d/dz of -sum(y * log_softmax(z)) is p * sum(y) - y; sum(y) = 1 for one-hot rows.
             grad *= y.sum(axis=-1, keepdims=True)
             grad -= y
-        grad /= n
+        grad *= 1 / n
         return float(value), grad
 
 

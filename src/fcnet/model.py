@@ -31,12 +31,12 @@ class Sequential:
     seed : int, optional
         Seeds initialisation and shuffling; ``None`` draws one, recorded in ``seed``.
     dtype : {"float32", "float64"}
-        Parameter and computation precision.
+        Parameter and computation precision (``longdouble`` too, for :func:`~fcnet.gradcheck.gradcheck`).
     name : str
     """
 
     def __init__(self, layers=(), seed=None, dtype="float32", name="sequential"):
-        if np.dtype(dtype) not in (np.float32, np.float64):
+        if np.dtype(dtype) not in (np.float32, np.float64, np.longdouble):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.layers = []
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
@@ -209,11 +209,16 @@ class Sequential:
     # -- forward and backward --------------------------------------------------------------------------------
 
     def _forward(self, x, training):
-        """Return ``(loss input, output)``: the last layer's logits if fused, else its output."""
+        """Return ``(loss input, output)``: the last layer's logits if fused, else its output.
+
+        A fused softmax is not computed while training: the loss needs only the logits, and
+        the output, used for accuracy, may as well be them (same argmax).
+        """
         for layer in self.layers[:-1]:
             x = layer.forward(x, training)
-        z, a = self.layers[-1].forward_z(x, training)
-        return (z if self._fused else a), a
+        fused = self._fused
+        z, a = self.layers[-1].forward_z(x, training, activate=not (fused and training))
+        return (z if fused else a), a
 
     def _backward(self, x, y):
         """One forward and backward pass on a float batch; fills every layer's ``grads``; returns (loss, output)."""
