@@ -30,7 +30,7 @@ run: setup
 	$(BIN)/fcnet train --dataset fashion-mnist --out runs/lab
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff check src tests examples benchmarks
 
 test: setup lint
 	$(BIN)/python -m pytest

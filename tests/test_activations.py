@@ -68,3 +68,13 @@ def test_get_accepts_none_config_and_instances():
     assert activations.get({"name": "leaky_relu", "alpha": 0.1}).alpha == 0.1
     relu = activations.ReLU()
     assert activations.get(relu) is relu
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_in_place_forward_equals_out_of_place(name):
+    act = activations.get(name)
+    z = np.random.default_rng(2).normal(size=(4, 6))
+    expected = act.forward(z.copy())
+    buffer = z.copy()
+    assert act.forward(buffer, out=buffer) is buffer
+    assert_allclose(buffer, expected, rtol=1e-15)

@@ -1,9 +1,9 @@
-"""Two BLAS calls NumPy does not expose, made into the very library NumPy's ``matmul`` uses.
+"""BLAS calls NumPy does not expose, made into the very library NumPy's ``matmul`` uses.
 
-NumPy has no in-place ``y ← y + αx``: ``p -= lr * g`` costs a temporary and
-three passes over memory. BLAS has it (AXPY), as it has ``C ← αAB + βC``
-(GEMM with ``β = 1``), which lets plain SGD add ``−lr·xᵀδ`` straight into
-``W`` without ever writing the gradient. Both are called through ``ctypes``
+NumPy has no in-place ``y ← αx + βy``: ``p -= lr * g`` costs a temporary and
+three passes over memory. BLAS has it (AXPY, AXPBY), as it has
+``C ← αAB + C`` (GEMM with ``β = 1``), which lets plain SGD add ``−lr·xᵀδ``
+straight into ``W`` without ever writing the gradient (:class:`LazyMatmul`). Both are called through ``ctypes``
 in NumPy's own OpenBLAS — not SciPy's, whose second thread pool would fight
 NumPy's for the cores. Where that library cannot be found (a NumPy built
 against another BLAS), :data:`AVAILABLE` is False and callers use the NumPy
@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "axpy", "gemm"]
+__all__ = ["AVAILABLE", "axpy", "axpby", "gemm", "LazyMatmul"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -34,17 +34,20 @@ def _find():
             found = {}
             for dtype, letter, real in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
                 axpy_f = getattr(lib, f"{prefix}{letter}axpy{suffix}", None)
+                axpby_f = getattr(lib, f"{prefix}{letter}axpby{suffix}", None)
                 gemm_f = getattr(lib, f"{prefix}{letter}gemm{suffix}", None)
-                if axpy_f is None or gemm_f is None:
+                if axpy_f is None or axpby_f is None or gemm_f is None:
                     break
                 p = ctypes.c_void_p
                 axpy_f.argtypes = [int_t, real, p, int_t, p, int_t]
+                axpby_f.argtypes = [int_t, real, p, int_t, real, p, int_t]
                 gemm_f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, real, p, int_t, p,
                                    int_t, real, p, int_t]
-                axpy_f.restype = gemm_f.restype = None
+                axpy_f.restype = axpby_f.restype = gemm_f.restype = None
                 found[("axpy", np.dtype(dtype))] = axpy_f
+                found[("axpby", np.dtype(dtype))] = axpby_f
                 found[("gemm", np.dtype(dtype))] = gemm_f
-            if len(found) == 4:
+            if len(found) == 6:
                 return found
     return {}
 
@@ -66,6 +69,40 @@ def axpy(y, x, alpha):
         return y
     _FUNCTIONS[("axpy", y.dtype)](y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
     return y
+
+
+def axpby(y, x, alpha, beta):
+    """``y = alpha * x + beta * y`` in place, in one pass (an exponential moving average, say)."""
+    if not _usable(y, x) or y.shape != x.shape:
+        y *= beta
+        y += alpha * x
+        return y
+    _FUNCTIONS[("axpby", y.dtype)](y.size, alpha, x.ctypes.data, 1, beta, y.ctypes.data, 1)
+    return y
+
+
+class LazyMatmul:
+    """The matrix ``aᵀ b``, not computed: a weight gradient ``xᵀδ`` an optimizer may fold into its update.
+
+    Parameters
+    ----------
+    a : ndarray, shape (k, m)
+    b : ndarray, shape (k, n)
+    """
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    @property
+    def shape(self):
+        return self.a.shape[1], self.b.shape[1]
+
+    def add_to(self, c, alpha):
+        """``c += alpha * aᵀ b`` in place, as one GEMM."""
+        return gemm(alpha, self.a, self.b, c, trans_a=True)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.a.T @ self.b, dtype=dtype)
 
 
 def gemm(alpha, a, b, c, trans_a=False):

@@ -10,6 +10,7 @@ allocates no arrays. See ``docs/backprop.md`` for the derivation.
 import numpy as np
 
 from . import activations, initializers
+from .blas import LazyMatmul
 
 __all__ = ["Dense"]
 
@@ -106,7 +107,7 @@ class Dense:
         self._cache = (x, a) if training else None
         return z, a
 
-    def backward(self, dout, wrt_z=False, need_dx=True):
+    def backward(self, dout, wrt_z=False, need_dx=True, lazy=False):
         """Fill ``grads`` and return the gradient with respect to the input.
 
         ``dW = xᵀ δ``, ``db = Σ_batch δ``, ``dx = δ Wᵀ`` with ``δ = dL/dz``.
@@ -120,6 +121,9 @@ class Dense:
             Skip the activation's derivative.
         need_dx : bool
             The first layer's input gradient is never used; skipping it saves a GEMM.
+        lazy : bool
+            Leave ``dW`` as the unevaluated product ``xᵀδ`` in :attr:`weight_gradient` (for an
+            optimizer that folds it into its update) instead of computing ``grads["W"]``.
 
         Returns
         -------
@@ -130,7 +134,10 @@ class Dense:
             raise RuntimeError("backward() needs a forward(x, training=True) first")
         x, a = self._cache
         delta = dout if wrt_z else self.activation.backward(dout, a)
-        np.matmul(x.T, delta, out=self.grads["W"])
+        if lazy:
+            self.weight_gradient = LazyMatmul(x, delta)
+        else:
+            self.weight_gradient = np.matmul(x.T, delta, out=self.grads["W"])
         np.sum(delta, axis=0, out=self.grads["b"])
         if not need_dx:
             return None

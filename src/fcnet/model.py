@@ -92,7 +92,11 @@ class Sequential:
 
     @property
     def gradients(self):
-        """The live gradient arrays, in the order of :attr:`parameters`, from the last backward pass."""
+        """The live gradient arrays, in the order of :attr:`parameters`, from the last backward pass.
+
+        After a plain-SGD training step the weight entries are stale (that step never computed them);
+        :meth:`loss_and_gradients` always computes all of them.
+        """
         return [g for layer in self.layers for g in layer.grads.values()]
 
     def count_params(self):
@@ -220,19 +224,28 @@ class Sequential:
         z, a = self.layers[-1].forward_z(x, training, activate=not (fused and training))
         return (z if fused else a), a
 
-    def _backward(self, x, y):
-        """One forward and backward pass on a float batch; fills every layer's ``grads``; returns (loss, output)."""
+    def _backward(self, x, y, lazy=False):
+        """One forward and backward pass on a float batch; fills every layer's ``grads``; returns (loss, output).
+
+        With ``lazy`` the weight gradients are left as unevaluated products (``layer.weight_gradient``).
+        """
         loss_input, out = self._forward(x, training=True)
         value, d = self.loss.value_and_grad(loss_input, y)
         last = len(self.layers) - 1
         for i in range(last, -1, -1):
-            d = self.layers[i].backward(d, wrt_z=(i == last and self._fused), need_dx=i > 0)
+            d = self.layers[i].backward(d, wrt_z=(i == last and self._fused), need_dx=i > 0, lazy=lazy)
         return value, out
 
     def train_on_batch(self, x, y):
-        """One optimizer step on a float batch with checked targets; returns ``(loss, output)``."""
-        value, out = self._backward(x, y)
-        self.optimizer.apply_gradients(zip(self.gradients, self.parameters))
+        """One optimizer step on a float batch with checked targets; returns ``(loss, output)``.
+
+        Updates happen after the whole backward pass, so every ``dx`` used the old weights. Plain
+        SGD receives each ``dW`` as the product ``xᵀδ`` and adds it into ``W`` with one GEMM.
+        """
+        lazy = self.optimizer.takes_lazy_gradients
+        value, out = self._backward(x, y, lazy)
+        grads = [g for layer in self.layers for g in (layer.weight_gradient, layer.grads["b"])]
+        self.optimizer.apply_gradients(zip(grads, self.parameters))
         return value, out
 
     def loss_and_gradients(self, x, y):

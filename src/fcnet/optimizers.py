@@ -3,14 +3,16 @@
 Layers know nothing of optimizers. State (momentum, Adam's moments) is created
 lazily the first time a parameter is seen and is keyed by that parameter, so
 one optimizer can serve any list of arrays, as in Keras' ``apply_gradients``.
-Updates are in place, written as BLAS AXPYs (``y += αx`` in one pass, no
-temporaries) and in-place ufuncs. Defaults are Keras'; the update rules and
+Updates are in place, written as BLAS AXPY/AXPBY (``y ← αx + βy`` in one
+pass, no temporaries) and in-place ufuncs; plain SGD also takes weight
+gradients as unevaluated products ``xᵀδ`` (:class:`~fcnet.blas.LazyMatmul`)
+and applies them as one GEMM into ``W``. Defaults are Keras'; the update rules and
 how they map to ``torch.optim`` are in ``docs/backprop.md``.
 """
 
 import numpy as np
 
-from .blas import axpy
+from .blas import LazyMatmul, axpby, axpy
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "NAMES"]
 
@@ -34,6 +36,7 @@ class Optimizer:
 
     name = ""
     slot_names = ()
+    takes_lazy_gradients = False  # may gradients come as blas.LazyMatmul (xᵀδ, not computed)?
 
     def __init__(self, learning_rate, lr=None):
         self.learning_rate = _positive("learning rate", learning_rate if lr is None else lr)
@@ -106,13 +109,20 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
 
+    @property
+    def takes_lazy_gradients(self):
+        # Plain SGD adds -lr·xᵀδ into W with one GEMM: the weight gradient is never written out.
+        return not self.momentum
+
     def _update(self, param, grad, state):
         if not self.momentum:
-            axpy(param, grad, -self.learning_rate)
+            if isinstance(grad, LazyMatmul):
+                grad.add_to(param, -self.learning_rate)
+            else:
+                axpy(param, grad, -self.learning_rate)
             return
         v = state["velocity"]
-        v *= self.momentum
-        axpy(v, grad, -self.learning_rate)
+        axpby(v, grad, -self.learning_rate, self.momentum)
         if self.nesterov:
             axpy(param, v, self.momentum)
             axpy(param, grad, -self.learning_rate)
@@ -150,10 +160,8 @@ class Adam(Optimizer):
 
     def _update(self, param, grad, state):
         m, v, t, tmp = state["m"], state["v"], self.iterations, self._scratch(param)
-        m *= self.beta_1
-        axpy(m, grad, 1 - self.beta_1)
-        v *= self.beta_2
-        axpy(v, np.multiply(grad, grad, out=tmp), 1 - self.beta_2)
+        axpby(m, grad, 1 - self.beta_1, self.beta_1)
+        axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.beta_2, self.beta_2)
         correction_1, correction_2 = 1 - self.beta_1**t, 1 - self.beta_2**t
         if self.epsilon_form == "keras":
             step = self.learning_rate * np.sqrt(correction_2) / correction_1
@@ -188,8 +196,7 @@ class RMSprop(Optimizer):
 
     def _update(self, param, grad, state):
         v, tmp = state["velocity"], self._scratch(param)
-        v *= self.rho
-        axpy(v, np.multiply(grad, grad, out=tmp), 1 - self.rho)
+        axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.rho, self.rho)
         np.sqrt(v, out=tmp)
         tmp += self.epsilon
         axpy(param, np.divide(grad, tmp, out=tmp), -self.learning_rate)
