@@ -18,25 +18,25 @@ def test_numpys_own_openblas_is_found():
 def test_axpy_axpby_gemm_match_numpy(dtype, available, monkeypatch):
     monkeypatch.setattr(blas, "AVAILABLE", available and blas.AVAILABLE)
     rng = np.random.default_rng(0)
-    y, x = rng.normal(size=(7, 5)).astype(dtype), rng.normal(size=(7, 5)).astype(dtype)
+    y, x = rng.normal(size=(300, 40)).astype(dtype), rng.normal(size=(300, 40)).astype(dtype)
     tol = 1e-6 if dtype == np.float32 else 1e-14
     expected = y + 0.3 * x
     assert_allclose(blas.axpy(y, x, 0.3), expected, rtol=tol, atol=tol)
     expected = -0.5 * x + 0.9 * y
     assert_allclose(blas.axpby(y, x, -0.5, 0.9), expected, rtol=tol, atol=tol)
-    a, b, c = rng.normal(size=(4, 7)).astype(dtype), rng.normal(size=(4, 5)).astype(dtype), y
+    a, b, c = rng.normal(size=(4, 300)).astype(dtype), rng.normal(size=(4, 40)).astype(dtype), y
     expected = c - 0.1 * a.T @ b
     lazy = blas.LazyMatmul(a, b)
-    assert lazy.shape == (7, 5)
+    assert lazy.shape == (300, 40)
     assert_allclose(np.asarray(lazy), a.T @ b, rtol=tol)
     assert_allclose(lazy.add_to(c, -0.1), expected, rtol=tol, atol=tol)
-    assert_allclose(blas.gemm(2.0, a.T.copy(), b, np.zeros((7, 5), dtype)), 2 * a.T @ b, rtol=tol, atol=tol)
+    assert_allclose(blas.gemm(2.0, a.T.copy(), b, np.zeros((300, 40), dtype)), 2 * a.T @ b, rtol=tol, atol=tol)
 
 
 def test_non_contiguous_operands_fall_back_to_numpy():
-    y = np.zeros((6, 4))
-    x = np.ones((4, 6)).T  # not C-contiguous
-    assert_array_equal(blas.axpy(y, x, 2.0), np.full((6, 4), 2.0))
+    y = np.zeros((600, 40))
+    x = np.ones((40, 600)).T  # not C-contiguous
+    assert_array_equal(blas.axpy(y, x, 2.0), np.full((600, 40), 2.0))
 
 
 @pytest.mark.parametrize("optimizer", [fcnet.SGD(lr=0.1), fcnet.SGD(lr=0.1, momentum=0.9, nesterov=True),
@@ -44,7 +44,7 @@ def test_non_contiguous_operands_fall_back_to_numpy():
 def test_training_with_and_without_blas_agrees(optimizer, monkeypatch):
     x, y = synthetic_images(300, np.random.default_rng(0))
 
-    def run():
+    def run():  # 784 x 32 weights: large enough for the BLAS path
         model = fcnet.Sequential([fcnet.Dense(32, "relu", input_dim=784), fcnet.Dense(10, "softmax")],
                                  seed=0, dtype="float64")
         model.compile(fcnet.optimizers.get(optimizer.get_config()), "sparse_categorical_crossentropy")

@@ -56,10 +56,13 @@ _FUNCTIONS = {} if os.environ.get("FCNET_NO_BLAS") else _find()
 AVAILABLE = bool(_FUNCTIONS)
 
 
+_MIN_SIZE = 8192  # below this a ctypes call costs more than NumPy's temporary
+
+
 def _usable(*arrays):
-    dtype = arrays[0].dtype
-    return AVAILABLE and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays) and dtype in (
-        np.float32, np.float64)
+    dtype = arrays[-1].dtype
+    return (AVAILABLE and arrays[-1].size >= _MIN_SIZE and dtype in (np.float32, np.float64)
+            and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays))
 
 
 def axpy(y, x, alpha):

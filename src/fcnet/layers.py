@@ -138,7 +138,7 @@ class Dense:
             self.weight_gradient = LazyMatmul(x, delta)
         else:
             self.weight_gradient = np.matmul(x.T, delta, out=self.grads["W"])
-        np.sum(delta, axis=0, out=self.grads["b"])
+        np.add.reduce(delta, axis=0, out=self.grads["b"])
         if not need_dx:
             return None
         return np.matmul(delta, self.params["W"].T, out=self._buffer("dx", len(delta), self.input_dim))
