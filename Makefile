@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data run test lint
+.PHONY: setup data run test lint bench
 
 setup: $(STAMP) data
 
@@ -34,3 +34,9 @@ lint: $(STAMP)
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+# The benchmark suite. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE pin NumPy's OpenBLAS to its AVX2 kernels on this
+# machine; the benchmark (only) unsets them so OpenBLAS picks its best kernel, and prints which one ran.
+bench: setup
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench.py

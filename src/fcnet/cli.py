@@ -76,6 +76,8 @@ def build_parser():
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    train.add_argument("--resume", type=Path, metavar="DIR",
+                       help="continue the run checkpointed in DIR (by --out) with its own settings")
 
     compare = sub.add_parser("compare", help="train the same network in fcnet and other frameworks, side by side",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -185,30 +187,79 @@ def _data_and_model(args, loss="sparse_categorical_crossentropy"):
     return (x_train, y_train), (x_test, y_test), model
 
 
+_RESUMABLE = {"epochs", "quiet", "resume", "command"}  # flags --resume may be combined with
+
+
+def _settings(args):
+    """The run's flags as JSON-able settings (paths as strings)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("resume",)}
+
+
+def _resume(args):
+    """Replace ``args`` by the checkpointed run's settings; returns ``(args, model, state)``."""
+    from .checkpoint import load_checkpoint
+
+    defaults = vars(build_parser().parse_args(["train"]))
+    given = sorted(k for k, v in vars(args).items() if k not in _RESUMABLE and v != defaults[k])
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"--resume continues a run with its own settings; drop {flags} (only --epochs may change)")
+    model, state = load_checkpoint(args.resume)
+    settings = dict(state["settings"])
+    if args.epochs != defaults["epochs"]:
+        settings["epochs"] = args.epochs
+    if settings["epochs"] < state["epoch"]:
+        raise UsageError(f"{args.resume} has already trained {state['epoch']} epochs; --epochs must be at least that")
+    resumed = argparse.Namespace(**{**settings, "quiet": args.quiet, "resume": args.resume})
+    resumed.out = Path(settings["out"])
+    resumed.metrics_json = settings["metrics_json"] and Path(settings["metrics_json"])
+    return resumed, model, state
+
+
 def cmd_train(args):
+    from .checkpoint import Checkpoint
     from .training import EpochLog, ProgressBar
 
-    (x_train, y_train), (x_test, y_test), model = _data_and_model(args, args.loss)
+    model = state = None
+    if args.resume:
+        args, model, state = _resume(args)
+    (x_train, y_train), (x_test, y_test), built = _data_and_model(args, args.loss)
+    model = model or built
     n_train = int(len(x_train) * (1 - args.validation_split))
     steps = math.ceil(n_train / args.batch_size)
     callbacks = [] if args.quiet else [ProgressBar(args.epochs, steps), EpochLog(args.epochs)]
+    checkpoint = None
+    if args.out:
+        checkpoint = Checkpoint(args.out, _settings(args), state and state["history"])
+        callbacks.append(checkpoint)
     arch = "-".join(map(str, [model.input_dim, *args.hidden, model.output_dim]))
+    start_epoch = state["epoch"] if state else 0
     print(f"fcnet: {arch} {args.activation}/softmax, {args.optimizer} lr {args.lr}, batch {args.batch_size}, "
-          f"{args.epochs} epochs, {n_train} {args.dataset} training images, seed {args.seed}", flush=True)
+          f"{args.epochs} epochs, {n_train} {args.dataset} training images, seed {args.seed}"
+          + (f"; resuming after epoch {start_epoch}" if state else ""), flush=True)
     start = time.perf_counter()
-    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_split=args.validation_split, verbose=0, callbacks=callbacks)
+    try:
+        history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                            validation_split=args.validation_split, verbose=0, callbacks=callbacks,
+                            initial_epoch=start_epoch).history
+    except KeyboardInterrupt:
+        done = len(checkpoint.history.get("loss", [])) if checkpoint else 0
+        where = (f"epoch {done} is saved in {args.out}; resume with: fcnet train --resume {args.out}" if checkpoint
+                 else "nothing saved (use --out DIR to keep checkpoints)")
+        raise Interrupted(f"interrupted; {where}") from None
     total = time.perf_counter() - start
+    if checkpoint:
+        history = checkpoint.history  # every epoch, those before a resume included
     test = model.evaluate(x_test, y_test)
     print(f"total time {total:.2f}s  steps per epoch {steps}")
     print(f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}")
 
     metrics = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"},
+        "config": _settings(args),
         "steps_per_epoch": steps,
         "epochs": [{"epoch": e + 1, "seconds": h["epoch_seconds"], "loss": h["loss"], "accuracy": h["accuracy"],
                     "val_loss": h.get("val_loss"), "val_accuracy": h.get("val_accuracy")}
-                   for e, h in enumerate(_rows(history.history))],
+                   for e, h in enumerate(_rows(history))],
         "total_seconds": total,
         "test": {"loss": test.loss, "accuracy": test.accuracy},
     }
@@ -360,6 +411,10 @@ class UsageError(Exception):
     """A combination of flags that argparse cannot check by itself (exit 2)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C, after what could be saved was saved (exit 130)."""
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -372,6 +427,9 @@ def main(argv=None):
     except (FcnetError, ValueError) as exc:
         print(f"fcnet: error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(f"fcnet: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("fcnet: interrupted", file=sys.stderr)
         return 130

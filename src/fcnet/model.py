@@ -271,7 +271,7 @@ class Sequential:
     # -- the Keras loop --------------------------------------------------------------------------------------
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-            verbose=1, callbacks=None):
+            verbose=1, callbacks=None, initial_epoch=0):
         """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`~fcnet.training.History`.
 
         See :func:`fcnet.training.fit` for the arguments.
@@ -279,7 +279,8 @@ class Sequential:
         from .training import fit
 
         return fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-                   validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks)
+                   validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks,
+                   initial_epoch=initial_epoch)
 
     def _batches(self, x, batch_size):
         for start in range(0, len(x), batch_size):

@@ -22,8 +22,8 @@ FORMAT = "fcnet-model"
 FORMAT_VERSION = 1
 
 
-def save_model(model, path):
-    """Write ``model`` (built; compiled or not) to ``path``."""
+def save_model(model, path, extra=None):
+    """Write ``model`` (built; compiled or not) to ``path``; ``extra`` is JSON kept under ``config["extra"]``."""
     if not model.built:
         raise ValueError("cannot save a model that is not built")
     config = {
@@ -34,6 +34,7 @@ def save_model(model, path):
         "optimizer": model.optimizer.get_config() if model.optimizer else None,
         "metrics": model.metrics,
         "metadata": model.metadata,
+        "extra": extra,
     }
     arrays = {f"param_{i}": p for i, p in enumerate(model.parameters)}
     if model.optimizer is not None:
@@ -53,8 +54,10 @@ def _read(path):
         raise DataError(f"{path}: not a readable fcnet model file ({exc})") from None
 
 
-def load_model(path):
+def load_model(path, with_extra=False):
     """Read a model written by :meth:`Sequential.save`; it predicts bit-identically to the saved one.
+
+    With ``with_extra`` returns ``(model, extra)``, the JSON given to :func:`save_model`.
 
     Raises
     ------
@@ -72,7 +75,8 @@ def load_model(path):
         if config.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{path}: unknown model format version {config.get('format_version')!r} "
                             f"(this fcnet reads version {FORMAT_VERSION})")
-        return _build(config, arrays, path)
+        model = _build(config, arrays, path)
+        return (model, config.get("extra")) if with_extra else model
     except DataError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -98,7 +98,7 @@ def _positive_int(name, value):
 
 
 def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        verbose=1, callbacks=None):
+        verbose=1, callbacks=None, initial_epoch=0):
     """Train ``model`` in place with mini-batch gradient steps.
 
     Parameters
@@ -118,6 +118,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     verbose : {0, 1, 2}
         0 silent, 1 a progress bar on stderr, 2 one line per epoch on stdout.
     callbacks : list of Callback
+    initial_epoch : int
+        Epoch to start from (resuming a run): trains epochs ``initial_epoch .. epochs - 1``.
 
     Returns
     -------
@@ -133,6 +135,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     model._require_compiled()
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
+    if not 0 <= initial_epoch <= epochs:
+        raise ValueError(f"initial_epoch must be in [0, epochs], got {initial_epoch}")
     if not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
     x = model._check_x(x)
@@ -155,7 +159,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     model.stop_training = False
     for cb in callbacks:
         cb.on_train_begin({})
-    for epoch in range(epochs):
+    for epoch in range(initial_epoch, epochs):
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))

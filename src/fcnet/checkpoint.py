@@ -1,0 +1,63 @@
+"""Checkpoints: everything a run needs to continue exactly where it stopped.
+
+A checkpoint is a model file (:mod:`fcnet.serialization`: weights, optimizer
+state with Adam's moments and step count) whose JSON also holds the epoch
+reached, the metrics so far, the generator's state and the run's settings.
+:class:`Checkpoint` writes one at the end of every epoch, atomically, so a
+kill at any instant leaves the previous checkpoint or the new one. Resuming
+restores the generator, so the remaining epochs draw the same permutations and
+end with the same weights, bit for bit, as a run that was never interrupted.
+"""
+
+from .serialization import load_model, save_model
+from .training import Callback
+
+__all__ = ["Checkpoint", "load_checkpoint", "CHECKPOINT"]
+
+CHECKPOINT = "checkpoint.npz"
+
+
+class Checkpoint(Callback):
+    """Save ``folder/checkpoint.npz`` after every epoch.
+
+    Parameters
+    ----------
+    folder : Path
+    settings : dict
+        The run's settings (JSON), stored so that a resume needs nothing else.
+    history : dict of lists, optional
+        Metrics of epochs before this ``fit`` (when resuming).
+    """
+
+    def __init__(self, folder, settings, history=None):
+        self.path = folder / CHECKPOINT
+        self.settings = settings
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+
+    def on_epoch_end(self, epoch, logs):
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        extra = {"epoch": epoch + 1, "history": self.history, "settings": self.settings,
+                 "rng_state": self.model.rng.bit_generator.state}
+        save_model(self.model, self.path, extra=extra)
+
+
+def load_checkpoint(folder):
+    """``(model, state)`` from ``folder/checkpoint.npz``: the model with its optimizer and generator restored,
+    and ``state`` with ``epoch`` (epochs completed), ``history`` and ``settings``.
+
+    Raises
+    ------
+    DataError
+        No checkpoint there, or not a readable one.
+    """
+    from .errors import DataError
+
+    path = folder / CHECKPOINT
+    if not path.is_file():
+        raise DataError(f"{folder}: no {CHECKPOINT} to resume from")
+    model, extra = load_model(path, with_extra=True)
+    if not isinstance(extra, dict) or not {"epoch", "history", "settings", "rng_state"} <= set(extra):
+        raise DataError(f"{path}: a model file, not a checkpoint")
+    model.rng.bit_generator.state = extra["rng_state"]
+    return model, extra
