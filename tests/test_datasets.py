@@ -1,8 +1,6 @@
 import dataclasses
 import gzip
 import hashlib
-import http.server
-import threading
 
 import numpy as np
 import pytest
@@ -12,49 +10,6 @@ from numpy.testing import assert_array_equal
 from fcnet import datasets
 from fcnet.datasets import FILES
 from fcnet.errors import ChecksumError, DataError, DataNotFoundError
-
-
-class Mirror:
-    """A loopback HTTP server; ``routes`` maps a path to bytes, or to ("html" | "truncate" | "404")."""
-
-    def __init__(self):
-        self.routes, self.hits = {}, []
-        mirror = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                mirror.hits.append(self.path)
-                body = mirror.routes.get(self.path, "404")
-                if body == "404":
-                    self.send_error(404)
-                    return
-                if body == "html":
-                    body = b"<html><body>Access denied</body></html>"
-                truncate = isinstance(body, tuple)
-                if truncate:
-                    body = body[1]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2] if truncate else body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def mirror():
-    m = Mirror()
-    yield m
-    m.close()
 
 
 def _generated_gz(tmp_path):

@@ -167,14 +167,31 @@ def _read_verified(path, spec, stem):
     return array  # raw IDX without a published SHA-256: the structural checks are all there is
 
 
-def download_files(spec, folder):
-    """Download each file of ``spec`` into ``folder``, trying the mirrors in order; returns the paths.
+def _read_or_refetch(path, spec, stem):
+    """Read and verify one file; a corrupt copy in fcnet's own cache is deleted and downloaded again."""
+    try:
+        return _read_verified(path, spec, stem)
+    except DataError as exc:
+        if path.parent != cache_dir() / spec.name:
+            raise
+        log.warning("%s; downloading it again", exc)
+        path.unlink()
+        try:
+            fresh = download_files(spec, path.parent, stems=(stem,))[stem]
+        except DataNotFoundError as again:
+            raise DataError(f"{exc}; downloading it again failed: {again}") from None
+        return _read_verified(fresh, spec, stem)
+
+
+def download_files(spec, folder, stems=FILES):
+    """Download ``stems`` (default: every file) of ``spec`` into ``folder``, trying the mirrors in order.
 
     A body that fails its checksum or breaks off moves on to the next mirror
     and leaves nothing behind; a file is renamed into place only once verified.
+    Returns ``{stem: path}``.
     """
     paths = {}
-    for stem in FILES:
+    for stem in stems:
         target = folder / (stem + ".gz")
         errors = []
         for mirror in spec.mirrors:
@@ -271,7 +288,7 @@ def load(name, data_dir=None):
         arrays = _load_keras_npz(spec) if paths is None else None
         if arrays is None:
             paths = paths or _paths(spec, data_dir, fetch=True)
-            arrays = [_read_verified(paths[stem], spec, stem) for stem in FILES]
+            arrays = [_read_or_refetch(paths[stem], spec, stem) for stem in FILES]
     n_classes = 10 if name in REGISTRY else 256
     for images, labels, part in ((arrays[0], arrays[1], "train"), (arrays[2], arrays[3], "test")):
         _check_pair(images, labels, part, name, n_classes)
