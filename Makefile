@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data run test lint bench
+.PHONY: setup data run test lint bench browser
 
 setup: $(STAMP) data
 
@@ -28,11 +28,19 @@ data: $(STAMP)
 # The seed 001 lab (784-300-10, ReLU/softmax, SGD lr 0.1, batch 64, 20 epochs) on Fashion-MNIST.
 run: setup
 	$(BIN)/fcnet train --dataset fashion-mnist --out runs/lab
+	$(BIN)/fcnet report runs/lab -o runs/lab/report.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 
-test: setup lint
+# Headless Chromium (Debian's package) for the test that opens the HTML report like a person would.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium not installed: the browser test will be skipped"; fi; }
+
+test: setup lint browser
 	$(BIN)/python -m pytest
 
 # The benchmark suite. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE pin NumPy's OpenBLAS to its AVX2 kernels on this

@@ -1,4 +1,4 @@
-"""The ``fcnet`` command line: train, evaluate, predict, summary, gradcheck, compare, download.
+"""The ``fcnet`` command line: train, evaluate, predict, summary, gradcheck, compare, plot, report, download.
 
 Results go to stdout, progress and messages to stderr. Exit codes: 0 success,
 1 runtime error (one line: data not found offline, checksum mismatch, a bad
@@ -108,6 +108,17 @@ def build_parser():
     check.add_argument("--eps", type=positive_float, default=1e-6, help="finite-difference step")
     check.add_argument("--entries", type=positive_int, default=64, help="entries checked per parameter array")
     check.add_argument("--no-torch", action="store_true", help="skip the PyTorch cross-check")
+
+    plot = sub.add_parser("plot", help="draw one figure of a run folder")
+    plot.add_argument("run", type=Path, help="a folder written by fcnet train --out")
+    plot.add_argument("--kind", choices=["curves", "confusion", "predictions", "mistakes", "weights"],
+                      default="curves")
+    plot.add_argument("-o", "--output", type=Path, required=True, help="PNG or SVG file to write")
+    plot.add_argument("--data-dir")
+
+    report = sub.add_parser("report", help="one self-contained HTML report of one or more runs")
+    report.add_argument("runs", type=Path, nargs="+", help="folders written by fcnet train --out")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"))
 
     download = sub.add_parser("download", help="find or download a data set and verify its checksums")
     download.add_argument("dataset", choices=datasets.NAMES)
@@ -256,6 +267,7 @@ def cmd_train(args):
 
     metrics = {
         "config": _settings(args),
+        "architecture": arch,
         "steps_per_epoch": steps,
         "epochs": [{"epoch": e + 1, "seconds": h["epoch_seconds"], "loss": h["loss"], "accuracy": h["accuracy"],
                     "val_loss": h.get("val_loss"), "val_accuracy": h.get("val_accuracy")}
@@ -266,8 +278,16 @@ def cmd_train(args):
     model.metadata["test_accuracy"] = test.accuracy
     if args.out:
         model.save(args.out / "model.npz")
+        try:
+            from .report import save_figures
+
+            figures = save_figures(args.out, model, metrics, x_test, y_test)
+        except FcnetError as exc:  # matplotlib missing: the model and metrics are saved all the same
+            figures = []
+            print(f"figures skipped: {exc}", file=sys.stderr)
         _write_json(args.out / "metrics.json", metrics)
-        print(f"saved {args.out / 'model.npz'} and {args.out / 'metrics.json'}")
+        print(f"saved {args.out / 'model.npz'}, {args.out / 'metrics.json'}"
+              + (f" and {len(figures)} figures ({', '.join(p.name for p in figures)})" if figures else ""))
     if args.metrics_json:
         _write_json(args.metrics_json, metrics)
     return 0
@@ -397,6 +417,32 @@ def cmd_gradcheck(args):
     return 0
 
 
+def cmd_plot(args):
+    from . import plots
+    from .report import figure, read_run
+
+    metrics = read_run(args.run)
+    model = x_test = y_test = None
+    if args.kind != "curves":
+        model = _load(args.run / "model.npz")
+        dataset = model.metadata.get("dataset")
+        if dataset is None:
+            raise FcnetError(f"{args.run / 'model.npz'}: no data set recorded with the model")
+        _, (x_test, y_test) = datasets.load(dataset, args.data_dir)
+        _check_width(model, x_test, dataset)
+    plots.save(figure(args.kind, model, metrics, x_test, y_test), args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_report(args):
+    from .report import write_report
+
+    path = write_report(args.runs, args.output)
+    print(f"report: {path.resolve()}")
+    return 0
+
+
 def cmd_download(args):
     folder = datasets.download(args.dataset, args.data_dir, fetch=not args.offline)
     print(f"{args.dataset}: verified in {folder}")
@@ -404,7 +450,8 @@ def cmd_download(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
-            "gradcheck": cmd_gradcheck, "compare": cmd_compare, "download": cmd_download}
+            "gradcheck": cmd_gradcheck, "compare": cmd_compare, "plot": cmd_plot, "report": cmd_report,
+            "download": cmd_download}
 
 
 class UsageError(Exception):

@@ -1,0 +1,179 @@
+"""Pictures of a run: learning curves, confusion matrix, prediction grids, first-layer weights.
+
+Each function returns a matplotlib ``Figure`` (Agg backend: no display needed);
+``fig.savefig(path)`` writes PNG or SVG. matplotlib is optional
+(``pip install 'fcnet[plot]'``) and imported only here.
+"""
+
+import numpy as np
+
+from .errors import FcnetError
+
+__all__ = ["learning_curves", "confusion_matrix", "confusion_figure", "prediction_grid", "confident_mistakes",
+           "first_layer_weights", "classification_report", "save"]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise FcnetError("plots need matplotlib: pip install 'fcnet[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _epochs(run):
+    """Per-epoch metrics from a History, a ``history`` dict of lists, or a metrics JSON dict."""
+    if hasattr(run, "history"):
+        run = run.history
+    if "epochs" in run:  # metrics.json written by ``fcnet train``
+        rows = run["epochs"]
+        return {key: [row.get(key) for row in rows] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    return run
+
+
+def learning_curves(runs, labels=None):
+    """Loss and accuracy per epoch, training (solid) and validation (dashed), for one run or several overlaid.
+
+    Parameters
+    ----------
+    runs : History, dict, or list of them
+        ``History``, ``history.history``, or the dict in ``metrics.json``.
+    labels : list of str, optional
+        Legend entry per run.
+    """
+    plt = _pyplot()
+    runs = runs if isinstance(runs, (list, tuple)) else [runs]
+    labels = labels or [""] * len(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for run, label, color in zip(runs, labels, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10):
+        h = _epochs(run)
+        for ax, key in zip(axes, ("loss", "accuracy")):
+            for prefix, style in (("", "-"), ("val_", "--")):
+                values = [v for v in h.get(prefix + key) or [] if v is not None]
+                if values:
+                    name = f"{label} {'validation' if prefix else 'train'}".strip()
+                    ax.plot(range(1, len(values) + 1), values, style, color=color, marker="o", markersize=3,
+                            label=name)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Learning curves")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true, y_pred, n_classes):
+    """Counts ``C[i, j]`` of examples of class ``i`` predicted as ``j``, shape ``(n_classes, n_classes)``."""
+    return np.bincount(np.asarray(y_true) * n_classes + np.asarray(y_pred), minlength=n_classes**2).reshape(
+        n_classes, n_classes)
+
+
+def confusion_figure(y_true, y_pred, class_names):
+    """The confusion matrix twice: counts, and normalised by row (recall of each true class)."""
+    plt = _pyplot()
+    n = len(class_names)
+    counts = confusion_matrix(y_true, y_pred, n)
+    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    for ax, data, title, fmt in ((axes[0], counts, "counts", "d"), (axes[1], rows, "normalised by true class",
+                                                                      ".2f")):
+        ax.imshow(data, cmap="Blues")
+        ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(n), class_names, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        top = data.max() or 1
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7,
+                        color="white" if data[i, j] > top / 2 else "black")
+    fig.suptitle(f"Confusion matrix — accuracy {np.trace(counts) / max(counts.sum(), 1):.4f}")
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(images, y_true, probs, class_names, indices=None, n=25, title="Test predictions"):
+    """Images captioned "True: y  Pred: p (0.97)", wrong predictions in red (seed 004's plot, extended).
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, rows, cols)
+    y_true : ndarray, shape (N,)
+    probs : ndarray, shape (N, n_classes)
+    indices : sequence of int, optional
+        Which images; default the first ``n``.
+    """
+    plt = _pyplot()
+    indices = list(range(min(n, len(images)))) if indices is None else list(indices)[:n]
+    cols = int(np.ceil(np.sqrt(len(indices)))) or 1
+    rows = int(np.ceil(len(indices) / cols)) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, indices):
+        pred = int(np.argmax(probs[i]))
+        ax.imshow(images[i], cmap="gray_r")
+        wrong = pred != int(y_true[i])
+        ax.set_title(f"True: {class_names[int(y_true[i])]}\nPred: {class_names[pred]} ({probs[i][pred]:.2f})",
+                     fontsize=8, color="red" if wrong else "black")
+        if wrong:
+            for spine in ax.spines.values():
+                spine.set(visible=True, color="red", linewidth=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confident_mistakes(images, y_true, probs, class_names, n=25):
+    """The ``n`` wrong predictions made with the highest probability."""
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != y_true)
+    order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")]
+    return prediction_grid(images, y_true, probs, class_names, order, n,
+                           title=f"Most confident mistakes ({len(wrong)} of {len(y_true)} predictions are wrong)")
+
+
+def first_layer_weights(model, k=25, shape=(28, 28)):
+    """The input weights of the first ``k`` hidden units, each drawn as an image (blue < 0 < red)."""
+    plt = _pyplot()
+    W = model.parameters[0]
+    k = min(k, W.shape[1])
+    cols = int(np.ceil(np.sqrt(k)))
+    rows = int(np.ceil(k / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for unit, ax in zip(range(k), axes.flat):
+        w = W[:, unit].reshape(shape)
+        limit = np.abs(w).max() or 1
+        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"unit {unit}", fontsize=7)
+    fig.suptitle(f"First-layer weights of {k} hidden units")
+    fig.tight_layout()
+    return fig
+
+
+def classification_report(y_true, y_pred, class_names):
+    """Per-class precision, recall, F1 and support, as a list of dicts (one per class)."""
+    counts = confusion_matrix(y_true, y_pred, len(class_names))
+    tp = np.diag(counts).astype(float)
+    predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    return [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)]
+
+
+def save(fig, path):
+    """Write ``fig`` (PNG or SVG by the file name) and close it."""
+    plt = _pyplot()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,170 @@
+"""A run folder's figures, and ``fcnet report``: one self-contained HTML file for one run or several.
+
+``fcnet train --out runs/NAME`` calls :func:`save_figures`, which adds to the
+folder the learning curves, the confusion matrix, the prediction grids and the
+first-layer weights as PNG files, and the per-class table and confusion counts
+to ``metrics.json``. :func:`write_report` turns folders into one HTML page whose
+images are embedded as data URIs, so it opens anywhere, offline.
+"""
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import plots
+from .errors import DataError
+
+__all__ = ["FIGURES", "save_figures", "figure", "write_report", "read_run"]
+
+FIGURES = {
+    "curves": ("curves.png", "Learning curves"),
+    "confusion": ("confusion.png", "Confusion matrix"),
+    "predictions": ("predictions.png", "Test predictions"),
+    "mistakes": ("mistakes.png", "Most confident mistakes"),
+    "weights": ("weights.png", "First-layer weights"),
+}
+
+
+def _probabilities(model, x):
+    out = model.predict(x)
+    if model.layers[-1].activation.name == "softmax":
+        return out
+    e = np.exp(out - out.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def figure(kind, model, metrics, x_test, y_test):
+    """The matplotlib figure ``kind`` (a key of :data:`FIGURES`) for a trained model and its test set."""
+    if kind == "curves":
+        return plots.learning_curves(metrics)
+    names = list(model.metadata.get("class_names") or map(str, range(model.output_dim)))
+    if kind == "weights":
+        return plots.first_layer_weights(model, shape=tuple(model.metadata.get("image_shape") or (28, 28)))
+    probs = _probabilities(model, x_test)
+    if kind == "confusion":
+        return plots.confusion_figure(y_test, probs.argmax(axis=1), names)
+    images = x_test.reshape(len(x_test), *(model.metadata.get("image_shape") or (28, 28)))
+    if kind == "predictions":
+        return plots.prediction_grid(images, y_test, probs, names)
+    if kind == "mistakes":
+        return plots.confident_mistakes(images, y_test, probs, names)
+    raise ValueError(f"unknown figure {kind!r}; choose from {', '.join(FIGURES)}")
+
+
+def save_figures(folder, model, metrics, x_test, y_test):
+    """Write every figure into ``folder`` and add ``per_class`` and ``confusion`` to ``metrics`` (in place)."""
+    names = list(model.metadata.get("class_names") or map(str, range(model.output_dim)))
+    pred = _probabilities(model, x_test).argmax(axis=1)
+    metrics["per_class"] = plots.classification_report(y_test, pred, names)
+    metrics["confusion"] = plots.confusion_matrix(y_test, pred, len(names)).tolist()
+    for kind, (filename, _) in FIGURES.items():
+        plots.save(figure(kind, model, metrics, x_test, y_test), Path(folder) / filename)
+    return [Path(folder) / filename for filename, _ in FIGURES.values()]
+
+
+def read_run(folder):
+    """``metrics.json`` of a run folder, with a one-line error if it is missing or broken."""
+    path = Path(folder) / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{folder}: no metrics.json (not a folder written by fcnet train --out)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _img(data, alt):
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _figure_png(fig):
+    import io
+
+    buffer = io.BytesIO()
+    plots.save(fig, buffer)
+    return buffer.getvalue()
+
+
+def _table(header, rows, cls=""):
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "—" if value is None else str(value)
+
+
+
+
+def _run_section(folder, metrics):
+    config = metrics.get("config", {})
+    epochs = metrics.get("epochs", [])
+    parts = [f"<h2>{html.escape(str(folder))}</h2>", "<h3>Configuration</h3>",
+             _table(["setting", "value"], sorted((k, v) for k, v in config.items() if k != "command"), "config")]
+    test = metrics.get("test", {})
+    parts += ["<h3>Final metrics</h3>",
+              _table(["test loss", "test accuracy", "steps per epoch", "total seconds"],
+                     [[test.get("loss"), test.get("accuracy"), metrics.get("steps_per_epoch"),
+                       metrics.get("total_seconds")]], "metrics final")]
+    parts += ["<h3>Per epoch</h3>",
+              _table(["epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"],
+                     [[e.get(k) for k in ("epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy")]
+                      for e in epochs], "metrics epochs")]
+    if metrics.get("per_class"):
+        parts += ["<h3>Per class</h3>",
+                  _table(["class", "precision", "recall", "F1", "support"],
+                         [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]]
+                          for c in metrics["per_class"]], "metrics per-class")]
+    for filename, title in FIGURES.values():
+        path = Path(folder) / filename
+        if path.is_file():
+            parts += [f"<h3>{title}</h3>", _img(path.read_bytes(), title)]
+    return "\n".join(parts)
+
+
+def write_report(folders, out):
+    """Write one self-contained HTML report of the run folders to ``out``; returns its path."""
+    runs = [(Path(f), read_run(f)) for f in folders]
+    sections = []
+    if len(runs) > 1:
+        rows = []
+        for folder, m in runs:
+            c = m.get("config", {})
+            seconds = [e["seconds"] for e in m.get("epochs", []) if e.get("seconds") is not None]
+            network = f"{m.get('architecture', '?')} {c.get('activation', '')}"
+            rows.append([str(folder), network, c.get("optimizer"), c.get("lr"), c.get("batch_size"),
+                         len(m.get("epochs", [])), (m.get("test") or {}).get("accuracy"),
+                         float(np.median(seconds)) if seconds else None])
+        rows.sort(key=lambda r: -(r[6] or 0))
+        curves = plots.learning_curves([m for _, m in runs], labels=[f.name for f, _ in runs])
+        sections += ["<h2>Comparison</h2>",
+                     _table(["run", "network", "optimizer", "lr", "batch", "epochs", "test accuracy",
+                             "s / epoch (median)"], rows, "metrics comparison"),
+                     _img(_figure_png(curves), "Learning curves of every run")]
+    sections += [_run_section(folder, m) for folder, m in runs]
+    title = "fcnet report — " + ", ".join(f.name for f, _ in runs)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+th {{ background: #f2f2f2; }} td:first-child {{ text-align: left; }}
+img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }}
+h2 {{ border-bottom: 2px solid #444; margin-top: 2em; }}
+</style></head>
+<body><h1>{html.escape(title)}</h1>
+{chr(10).join(sections)}
+</body></html>
+"""
+    out = Path(out)
+    from .files import atomic_write
+
+    atomic_write(out, lambda f: f.write(page.encode()))
+    return out
