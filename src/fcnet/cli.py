@@ -76,6 +76,7 @@ def build_parser():
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    train.add_argument("--no-figures", action="store_true", help="with --out, skip the PNG figures")
     train.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the run checkpointed in DIR (by --out) with its own settings")
 
@@ -108,6 +109,21 @@ def build_parser():
     check.add_argument("--eps", type=positive_float, default=1e-6, help="finite-difference step")
     check.add_argument("--entries", type=positive_int, default=64, help="entries checked per parameter array")
     check.add_argument("--no-torch", action="store_true", help="skip the PyTorch cross-check")
+
+    sweep = sub.add_parser("sweep", help="run a TOML sweep of training runs on Dask, recorded in SQLite")
+    sweep.add_argument("spec", type=Path, help="the sweep file (see examples/sweeps/)")
+    sweep.add_argument("--out", type=Path, required=True, help="the sweep folder: trials/, runs.sqlite, outputs")
+    sweep.add_argument("--scheduler", metavar="tcp://HOST:8786", help="an existing Dask cluster (default: local)")
+    sweep.add_argument("--workers", type=positive_int, help="local worker processes (default: one per core)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    runs = sub.add_parser("runs", help="read a run store: list, show ID, best")
+    runs.add_argument("action", choices=["list", "show", "best"])
+    runs.add_argument("id", nargs="?", help="run id (or a unique prefix) for show")
+    runs.add_argument("--store", type=Path, default=Path("."), help="runs.sqlite or the folder that holds it")
+    runs.add_argument("--metric", default="test_accuracy",
+                      choices=["test_accuracy", "test_loss", "seconds_per_epoch", "total_seconds"])
+    runs.add_argument("-n", type=positive_int, default=10, help="how many runs for best")
 
     plot = sub.add_parser("plot", help="draw one figure of a run folder")
     plot.add_argument("run", type=Path, help="a folder written by fcnet train --out")
@@ -198,7 +214,7 @@ def _data_and_model(args, loss="sparse_categorical_crossentropy"):
     return (x_train, y_train), (x_test, y_test), model
 
 
-_RESUMABLE = {"epochs", "quiet", "resume", "command"}  # flags --resume may be combined with
+_RESUMABLE = {"epochs", "quiet", "resume", "command", "no_figures"}  # flags --resume may be combined with
 
 
 def _settings(args):
@@ -221,7 +237,8 @@ def _resume(args):
         settings["epochs"] = args.epochs
     if settings["epochs"] < state["epoch"]:
         raise UsageError(f"{args.resume} has already trained {state['epoch']} epochs; --epochs must be at least that")
-    resumed = argparse.Namespace(**{**settings, "quiet": args.quiet, "resume": args.resume})
+    resumed = argparse.Namespace(**{**settings, "quiet": args.quiet, "resume": args.resume,
+                                    "no_figures": settings.get("no_figures", False) or args.no_figures})
     resumed.out = Path(settings["out"])
     resumed.metrics_json = settings["metrics_json"] and Path(settings["metrics_json"])
     return resumed, model, state
@@ -278,12 +295,13 @@ def cmd_train(args):
     model.metadata["test_accuracy"] = test.accuracy
     if args.out:
         model.save(args.out / "model.npz")
+        figures = []
         try:
-            from .report import save_figures
+            if not args.no_figures:
+                from .report import save_figures
 
-            figures = save_figures(args.out, model, metrics, x_test, y_test)
+                figures = save_figures(args.out, model, metrics, x_test, y_test)
         except FcnetError as exc:  # matplotlib missing: the model and metrics are saved all the same
-            figures = []
             print(f"figures skipped: {exc}", file=sys.stderr)
         _write_json(args.out / "metrics.json", metrics)
         print(f"saved {args.out / 'model.npz'}, {args.out / 'metrics.json'}"
@@ -417,6 +435,45 @@ def cmd_gradcheck(args):
     return 0
 
 
+def cmd_sweep(args):
+    from .sweep import run_sweep, write_outputs
+
+    ranked, failed = run_sweep(args.spec, args.out, args.scheduler, args.workers, progress=not args.quiet)
+    print(write_outputs(args.out, ranked))
+    for run in failed:
+        print(f"failed: {run['id']} {run['error']}", file=sys.stderr)
+    print(f"{len(ranked)} finished, {len(failed)} failed; store {args.out / 'runs.sqlite'}, table "
+          f"{args.out / 'sweep.csv'}" + (f", figures {args.out / 'sweep_axes.png'} and "
+                                          f"{args.out / 'sweep_curves.png'}" if ranked else ""))
+    return 1 if failed else 0
+
+
+def cmd_runs(args):
+    from .runstore import RunStore
+
+    path = args.store / "runs.sqlite" if args.store.is_dir() else args.store
+    if not path.is_file():
+        raise FcnetError(f"{path}: no run store (fcnet sweep --out DIR writes DIR/runs.sqlite)")
+    store = RunStore(path)
+    try:
+        if args.action == "show":
+            run = store.get(args.id or "")
+            if run is None:
+                raise FcnetError(f"no single run matches {args.id!r}")
+            print(json.dumps(run, indent=2))
+            return 0
+        rows = store.best(args.metric, args.n) if args.action == "best" else store.runs()
+        for r in rows:
+            acc = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "—"
+            spe = f"{r['seconds_per_epoch']:.3f}s/epoch" if r["seconds_per_epoch"] is not None else ""
+            settings = " ".join(f"{k}={v}" for k, v in r["config"].items() if k in ("hidden", "activation",
+                                                                                     "optimizer", "lr", "seed"))
+            print(f"{r['id']}  {r['status']:<7} {acc:>7} {spe:>14}  {settings}")
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_plot(args):
     from . import plots
     from .report import figure, read_run
@@ -450,7 +507,8 @@ def cmd_download(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
-            "gradcheck": cmd_gradcheck, "compare": cmd_compare, "plot": cmd_plot, "report": cmd_report,
+            "gradcheck": cmd_gradcheck, "compare": cmd_compare, "sweep": cmd_sweep, "runs": cmd_runs,
+            "plot": cmd_plot, "report": cmd_report,
             "download": cmd_download}
 
 
@@ -465,8 +523,12 @@ class Interrupted(Exception):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="fcnet: %(message)s", stream=sys.stderr)
+    if not log.handlers:  # fcnet's own messages only; libraries' loggers are left as they are
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fcnet: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:

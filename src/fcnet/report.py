@@ -128,10 +128,42 @@ def _run_section(folder, metrics):
     return "\n".join(parts)
 
 
+def _sweep_section(folder):
+    """A sweep folder's ranked table and figures; returns (html, folders of its best finished trials)."""
+    from .runstore import RunStore
+
+    store = RunStore(folder / "runs.sqlite")
+    try:
+        ranked = store.best("test_accuracy", 10**6)
+    finally:
+        store.close()
+    keys = sorted({k for r in ranked for k in r["config"]
+                   if len({json.dumps(x["config"].get(k)) for x in ranked}) > 1})
+    rows = [[i + 1, r["id"], *(r["config"].get(k) for k in keys), r["test_accuracy"], r["seconds_per_epoch"]]
+            for i, r in enumerate(ranked)]
+    parts = [f"<h2>Sweep {html.escape(str(folder))}</h2>",
+             _table(["rank", "id", *keys, "test accuracy", "s / epoch"], rows, "metrics sweep")]
+    for name, title in (("sweep_axes.png", "Test accuracy along each axis"),
+                        ("sweep_curves.png", "Learning curves of the best trials")):
+        if (folder / name).is_file():
+            parts += [f"<h3>{title}</h3>", _img((folder / name).read_bytes(), title)]
+    return "\n".join(parts), [Path(r["folder"]) for r in ranked[:5]]
+
+
 def write_report(folders, out):
-    """Write one self-contained HTML report of the run folders to ``out``; returns its path."""
-    runs = [(Path(f), read_run(f)) for f in folders]
-    sections = []
+    """Write one self-contained HTML report of run folders (or sweep folders) to ``out``; returns its path.
+
+    A sweep folder (one with ``runs.sqlite``) contributes its ranked table, its figures and its five best trials.
+    """
+    sections, expanded = [], []
+    for folder in map(Path, folders):
+        if (folder / "runs.sqlite").is_file():
+            section, best = _sweep_section(folder)
+            sections.append(section)
+            expanded += best
+        else:
+            expanded.append(folder)
+    runs = [(f, read_run(f)) for f in expanded]
     if len(runs) > 1:
         rows = []
         for folder, m in runs:

@@ -1,0 +1,280 @@
+"""``fcnet sweep``: many ordinary training runs, in parallel on Dask, recorded in a SQLite run store.
+
+A sweep is a TOML file. Top-level keys are fixed ``fcnet train`` options (dashes
+as underscores); ``[grid]`` maps options to lists of values, and every
+combination is a trial; ``[random]`` draws ``samples`` trials instead, each
+option from a list (a choice) or a table ``{uniform = [a, b]}``,
+``{log_uniform = [a, b]}`` or ``{int = [a, b]}``, seeded by its ``seed`` key::
+
+    dataset = "fashion-mnist"
+    epochs = 10
+    [grid]
+    hidden = ["300", "256,128,64,64"]
+    optimizer = [{optimizer = "sgd", lr = 0.1}, {optimizer = "adam", lr = 0.001}]
+    seed = [0, 1, 2]
+
+(a table in a grid list sets several options together).
+A trial's identity is the hash of its parsed settings, so running a sweep again
+skips finished trials and resumes unfinished ones from their last checkpoint.
+Trials run on a ``distributed.LocalCluster`` (one single-threaded worker process
+per core, BLAS limited to one thread per trial) or on an existing cluster given
+by ``--scheduler``; a cluster needs the sweep folder on a file system every
+worker shares. Only the driver writes the run store.
+"""
+
+import contextlib
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import tomllib
+
+from .errors import FcnetError
+from .runstore import RunStore
+
+__all__ = ["load_spec", "trials", "parse_trial", "run_trial", "run_sweep", "write_outputs", "IDENTITY_EXCLUDES"]
+
+# Settings that change where files go or what is printed, not what is learned.
+IDENTITY_EXCLUDES = {"out", "quiet", "metrics_json", "resume", "data_dir", "no_figures", "command"}
+
+
+def load_spec(path):
+    """Read and check a sweep file; returns ``(fixed, grid, random)`` dicts."""
+    try:
+        spec = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FcnetError(f"{path}: no such sweep file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise FcnetError(f"{path}: not valid TOML ({exc})") from None
+    grid, random = spec.pop("grid", {}), spec.pop("random", {})
+    if grid and random:
+        raise FcnetError(f"{path}: use [grid] or [random], not both")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise FcnetError(f"{path}: [grid] {key} must be a non-empty list of values")
+    if random and not isinstance(random.get("samples"), int):
+        raise FcnetError(f"{path}: [random] needs samples = N")
+    return spec, grid, random
+
+
+def _draw(rng, key, rule):
+    if isinstance(rule, list):
+        return rule[int(rng.integers(len(rule)))]
+    if isinstance(rule, dict) and len(rule) == 1:
+        kind, (low, high) = next(iter(rule.items()))
+        if kind == "uniform":
+            return float(rng.uniform(low, high))
+        if kind == "log_uniform":
+            return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+        if kind == "int":
+            return int(rng.integers(low, high + 1))
+    raise FcnetError(f"[random] {key}: give a list of choices or {{uniform|log_uniform|int = [low, high]}}")
+
+
+def trials(fixed, grid, random):
+    """The trials' raw settings (dicts), in order."""
+    if random:
+        rules = {k: v for k, v in random.items() if k not in ("samples", "seed")}
+        rng = np.random.default_rng(random.get("seed", 0))
+        return [{**fixed, **{k: _draw(rng, k, rule) for k, rule in rules.items()}} for _ in range(random["samples"])]
+    keys = list(grid)
+    result = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        settings = dict(fixed)
+        for key, value in zip(keys, values):
+            # A table sets several options together, e.g. {optimizer = "adam", lr = 0.001}.
+            if isinstance(value, dict):
+                settings.update(value)
+            else:
+                settings[key] = value
+        result.append(settings)
+    return result
+
+
+def _argv(settings):
+    """``fcnet train`` arguments for a settings dict (TOML values: strings, numbers, lists, booleans)."""
+    argv = ["train"]
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, list):
+            argv += [flag, ",".join(map(str, value))]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def parse_trial(settings):
+    """Check one trial's settings with ``fcnet train``'s own parser; returns ``(id, canonical settings)``."""
+    from .cli import build_parser
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = vars(build_parser().parse_args(_argv(settings)))
+    except SystemExit:
+        raise FcnetError(f"trial {settings}: {err.getvalue().strip().splitlines()[-1]}") from None
+    canonical = {k: v for k, v in sorted(args.items()) if k not in IDENTITY_EXCLUDES}
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:12]
+    return digest, canonical
+
+
+def run_trial(settings, folder):
+    """Train one trial into ``folder`` (resuming its checkpoint if there is one); runs on a Dask worker.
+
+    Returns
+    -------
+    dict
+        ``metrics`` (the run's metrics.json), ``host`` and ``artifacts`` (name → path).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .cli import main
+
+    folder = Path(folder)
+    if (folder / "checkpoint.npz").exists():
+        argv = ["train", "--resume", str(folder), "--quiet"]
+    else:
+        argv = [*_argv(settings), "--out", str(folder), "--quiet", "--no-figures"]
+    out, err = io.StringIO(), io.StringIO()
+    with threadpool_limits(1), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    if code != 0:
+        raise FcnetError(err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {code}")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    artifacts = {p.name: str(p) for p in sorted(folder.iterdir()) if p.suffix in (".npz", ".json", ".png")}
+    return {"metrics": metrics, "host": socket.gethostname(), "artifacts": artifacts}
+
+
+def run_sweep(path, out, scheduler=None, workers=None, progress=True):
+    """Run the sweep in ``path`` into folder ``out``; returns the store's finished runs, best first.
+
+    Trials finished in an earlier run are skipped; unfinished ones resume from their checkpoints. A
+    worker that dies takes its trial with it; Dask runs it again on another worker, from its checkpoint.
+    """
+    from distributed import Client, LocalCluster, as_completed
+    from tqdm import tqdm
+
+    fixed, grid, random = load_spec(path)
+    parsed = [parse_trial(t) for t in trials(fixed, grid, random)]
+    unique = dict(parsed)  # the same configuration twice is one trial
+    out = Path(out)
+    (out / "trials").mkdir(parents=True, exist_ok=True)
+    store = RunStore(out / "runs.sqlite")
+    try:
+        todo = {rid: s for rid, s in unique.items() if store.status(rid) != "done"}
+        bar = tqdm(total=len(unique), initial=len(unique) - len(todo), unit="trial", desc="sweep",
+                   disable=not progress or None, dynamic_ncols=True)
+        if todo:
+            cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
+                                                          processes=True, dashboard_address=":0")
+            client = Client(scheduler or cluster, timeout="30s")
+            try:
+                futures = {}
+                for rid, settings in todo.items():
+                    folder = out / "trials" / rid
+                    store.start(rid, settings, folder)
+                    futures[client.submit(run_trial, settings, str(folder), key=f"fcnet-trial-{rid}",
+                                          pure=False)] = rid
+                for future in as_completed(futures):
+                    rid = futures[future]
+                    try:
+                        result = future.result()
+                        store.finish(rid, result["metrics"], result["host"], result["artifacts"])
+                    except Exception as exc:  # a trial's failure is recorded, the sweep goes on
+                        store.fail(rid, f"{type(exc).__name__}: {exc}")
+                    bar.update(1)
+                    best = store.best("test_accuracy", 1)
+                    if best:
+                        bar.set_postfix_str(f"best {best[0]['test_accuracy']:.4f} ({best[0]['id']})")
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        bar.close()
+        ranked = [r for r in store.best("test_accuracy", len(unique)) if r["id"] in unique]
+        failed = [r for r in store.runs("failed") if r["id"] in unique]
+        return ranked, failed
+    finally:
+        store.close()
+
+
+def varied(runs):
+    """The settings that differ between ``runs``."""
+    keys = sorted({k for r in runs for k in r["config"]})
+    return [k for k in keys if len({json.dumps(r["config"].get(k)) for r in runs}) > 1]
+
+
+def write_outputs(out, runs):
+    """The ranked table (returned as text), ``sweep.csv``, ``sweep_axes.png`` and ``sweep_curves.png``."""
+    import csv
+
+    out = Path(out)
+    axes = varied(runs)
+    header = ["rank", "id", *axes, "test_accuracy", "seconds_per_epoch", "total_seconds"]
+    rows = [[i + 1, r["id"], *(_show(r["config"].get(k)) for k in axes), r["test_accuracy"],
+             r["seconds_per_epoch"], r["total_seconds"]] for i, r in enumerate(runs)]
+    with open(out / "sweep.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    widths = [max(len(_cell(v)) for v in col) for col in zip(header, *rows)]
+    lines = ["  ".join(_cell(v).rjust(w) for v, w in zip(row, widths)) for row in [header, *rows]]
+    by_seed = _over_seeds(runs, axes)
+    if by_seed:
+        lines += ["", "mean ± std over seeds:"] + by_seed
+    if runs:
+        _axes_figure(runs, axes, out / "sweep_axes.png")
+        from . import plots
+        from .report import read_run
+
+        top = runs[:5]
+        plots.save(plots.learning_curves([read_run(r["folder"]) for r in top], labels=[r["id"] for r in top]),
+                   out / "sweep_curves.png")
+    return "\n".join(lines)
+
+
+def _show(value):
+    return ",".join(map(str, value)) if isinstance(value, list) else value
+
+
+def _cell(value):
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _over_seeds(runs, axes):
+    """Lines ``config: mean ± std (n seeds)`` when trials differ only by seed."""
+    if "seed" not in axes:
+        return []
+    groups = {}
+    for r in runs:
+        key = ", ".join(f"{k}={_show(r['config'].get(k))}" for k in axes if k != "seed") or "all"
+        groups.setdefault(key, []).append(r["test_accuracy"])
+    ranked = sorted(groups.items(), key=lambda kv: -np.mean(kv[1]))
+    return [f"  {key}: {np.mean(v):.4f} ± {np.std(v):.4f} ({len(v)} seeds)" for key, v in ranked]
+
+
+def _axes_figure(runs, axes, path):
+    from . import plots
+
+    plt = plots._pyplot()
+    axes = axes or ["id"]
+    fig, grid = plt.subplots(1, len(axes), figsize=(4 * len(axes), 3.5), squeeze=False)
+    for ax, key in zip(grid[0], axes):
+        labels = sorted({str(_show(r["config"].get(key, r["id"]))) for r in runs})
+        for i, label in enumerate(labels):
+            acc = [r["test_accuracy"] for r in runs if str(_show(r["config"].get(key, r["id"]))) == label]
+            ax.scatter([i] * len(acc), acc, alpha=0.6)
+            ax.plot([i - 0.2, i + 0.2], [np.mean(acc)] * 2, color="black")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel(key)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Test accuracy along each axis of the sweep (bar: mean)")
+    fig.tight_layout()
+    plots.save(fig, path)

@@ -1,0 +1,118 @@
+"""fcnet sweep on a real Dask LocalCluster: parallel trials, a worker killed mid-sweep, resumption, the store."""
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+
+import pytest
+from conftest import write_idx_set
+
+from fcnet.cli import main
+from fcnet.errors import FcnetError
+from fcnet.runstore import RunStore
+from fcnet.sweep import load_spec, parse_trial, run_sweep, trials
+
+distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed: pip install fcnet[sweep]")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_idx_set(folder, n_train=4000, n_test=200)
+    return folder
+
+
+def spec(tmp_path, data, epochs=4, batch=8):
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'''
+dataset = "idx:{data}"
+epochs = {epochs}
+batch_size = {batch}
+[grid]
+hidden = ["32", "48,16"]
+optimizer = [{{optimizer = "sgd", lr = 0.05}}, {{optimizer = "adam", lr = 0.001}}]
+''')
+    return path
+
+
+def test_grid_random_and_identity():
+    fixed, grid, random = {"epochs": 2}, {"hidden": ["32", "64"], "seed": [0, 1]}, {}
+    assert len(trials(fixed, grid, random)) == 4
+    # the identity is the parsed configuration: "64" and 64 are the same trial, output paths do not count
+    assert parse_trial({"hidden": "64", "epochs": 2})[0] == parse_trial({"hidden": 64, "epochs": "2", "out": "x"})[0]
+    assert parse_trial({"hidden": "64"})[0] != parse_trial({"hidden": "64", "seed": 1})[0]
+    drawn = trials({}, {}, {"samples": 5, "seed": 3, "lr": {"log_uniform": [1e-4, 1e-1]}, "hidden": ["32", "64"],
+                            "batch_size": {"int": [16, 64]}})
+    assert len(drawn) == 5 and all(1e-4 <= t["lr"] <= 1e-1 and 16 <= t["batch_size"] <= 64 for t in drawn)
+    assert drawn == trials({}, {}, {"samples": 5, "seed": 3, "lr": {"log_uniform": [1e-4, 1e-1]},
+                                    "hidden": ["32", "64"], "batch_size": {"int": [16, 64]}})
+
+
+def test_bad_sweep_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = [\n")
+    with pytest.raises(FcnetError, match="not valid TOML"):
+        load_spec(bad)
+    bad.write_text("[grid]\nlr = [-1.0]\n")
+    with pytest.raises(FcnetError, match="must be a number > 0"):
+        parse_trial(trials(*load_spec(bad))[0])
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 1
+
+
+def test_sweep_survives_a_killed_worker_records_each_trial_once_and_reruns_nothing(tmp_path, data):
+    path = spec(tmp_path, data)
+    out = tmp_path / "sweep"
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    result = {}
+    try:
+        pids = list(client.run(os.getpid).values())
+        sweeper = threading.Thread(target=lambda: result.update(
+            ranked=run_sweep(path, out, scheduler=cluster.scheduler_address, progress=False)))
+        sweeper.start()
+        deadline = time.monotonic() + 120
+        while not list((out / "trials").glob("*/checkpoint.npz")):  # a trial is part-way through
+            assert time.monotonic() < deadline and sweeper.is_alive()
+            time.sleep(0.01)
+        os.kill(pids[0], signal.SIGKILL)
+        sweeper.join(timeout=300)
+        assert not sweeper.is_alive()
+    finally:
+        client.close()
+        cluster.close()
+    ranked, failed = result["ranked"]
+    assert len(ranked) == 4 and not failed
+    db = sqlite3.connect(out / "runs.sqlite")
+    assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs WHERE status = 'done'").fetchone() == (4, 4)
+    assert db.execute("SELECT COUNT(*) FROM epochs").fetchone() == (16,)  # 4 trials x 4 epochs, each once
+    assert all(r["test_accuracy"] > 0.5 for r in ranked)
+    started = db.execute("SELECT id, started FROM runs ORDER BY id").fetchall()
+    db.close()
+
+    # Run again: everything is finished, so nothing is trained and no cluster is even contacted.
+    again, _ = run_sweep(path, out, scheduler="tcp://127.0.0.1:9", progress=False)
+    assert [r["id"] for r in again] == [r["id"] for r in ranked]
+    db = sqlite3.connect(out / "runs.sqlite")
+    assert db.execute("SELECT id, started FROM runs ORDER BY id").fetchall() == started
+
+
+def test_cli_sweep_outputs_and_runs_commands(tmp_path, data, capsys):
+    path = spec(tmp_path, data, epochs=2, batch=64)
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(path), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "rank" in printed and "4 finished, 0 failed" in printed
+    for name in ("sweep.csv", "sweep_axes.png", "sweep_curves.png", "runs.sqlite"):
+        assert (out / name).stat().st_size > 0
+    assert len((out / "sweep.csv").read_text().splitlines()) == 5
+    best = RunStore(out / "runs.sqlite").best("test_accuracy", 1)[0]
+    assert main(["runs", "best", "--store", str(out), "-n", "1"]) == 0
+    assert capsys.readouterr().out.startswith(best["id"])
+    assert main(["runs", "show", best["id"][:6], "--store", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert '"epochs"' in shown and '"artifacts"' in shown
+    assert main(["runs", "list", "--store", str(tmp_path / "nowhere")]) == 1
+    assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0
+    assert best["id"] in (tmp_path / "r.html").read_text()
