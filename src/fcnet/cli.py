@@ -95,6 +95,9 @@ def build_parser():
     predict = sub.add_parser("predict", help="classify image files with a saved model")
     predict.add_argument("model", type=Path)
     predict.add_argument("images", type=Path, nargs="+")
+    predict.add_argument("--style", choices=["auto", "digits", "fit"], default="auto",
+                         help="digits: crop, scale to 20x20 and centre by mass like MNIST; fit: resize the whole "
+                              "picture; auto: digits for mnist and kmnist models, fit otherwise")
 
     summary = sub.add_parser("summary", help="print a saved model's layers and parameter counts")
     summary.add_argument("model", type=Path)
@@ -124,6 +127,11 @@ def build_parser():
     runs.add_argument("--metric", default="test_accuracy",
                       choices=["test_accuracy", "test_loss", "seconds_per_epoch", "total_seconds"])
     runs.add_argument("-n", type=positive_int, default=10, help="how many runs for best")
+
+    serve = sub.add_parser("serve", help="a web page to draw a digit and see the model's prediction")
+    serve.add_argument("model", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 exposes it to the network)")
+    serve.add_argument("--port", type=_number(int, lambda v: 0 <= v < 65536, "a port number"), default=8000)
 
     plot = sub.add_parser("plot", help="draw one figure of a run folder")
     plot.add_argument("run", type=Path, help="a folder written by fcnet train --out")
@@ -346,6 +354,9 @@ def _check_width(model, x, source):
         raise FcnetError(f"{source}: images have {width} pixels but the model expects {model.input_dim} inputs")
 
 
+DIGIT_SETS = ("mnist", "kmnist")  # drawn characters, prepared the MNIST way
+
+
 def cmd_predict(args):
     from .images import load_image
 
@@ -354,7 +365,8 @@ def cmd_predict(args):
     if int(np.prod(shape)) != model.input_dim:
         raise FcnetError(f"{args.model}: the model's {model.input_dim} inputs are not a {shape} image")
     names = model.metadata.get("class_names") or [str(i) for i in range(model.output_dim)]
-    x = np.stack([load_image(path, shape) for path in args.images])
+    digits = args.style == "digits" or (args.style == "auto" and model.metadata.get("dataset") in DIGIT_SETS)
+    x = np.stack([load_image(path, shape, digits) for path in args.images])
     out = model.predict(x)
     probs = out if model.layers[-1].activation.name == "softmax" else activations.Softmax().forward(out)
     for path, p in zip(args.images, probs):
@@ -474,6 +486,19 @@ def cmd_runs(args):
     return 0
 
 
+def cmd_serve(args):
+    try:
+        import uvicorn
+    except ImportError:
+        raise FcnetError("serving needs FastAPI and uvicorn: pip install 'fcnet[serve]'") from None
+    from .serve import create_app
+
+    app = create_app(_load(args.model), args.model)
+    print(f"serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_plot(args):
     from . import plots
     from .report import figure, read_run
@@ -508,7 +533,7 @@ def cmd_download(args):
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
             "gradcheck": cmd_gradcheck, "compare": cmd_compare, "sweep": cmd_sweep, "runs": cmd_runs,
-            "plot": cmd_plot, "report": cmd_report,
+            "serve": cmd_serve, "plot": cmd_plot, "report": cmd_report,
             "download": cmd_download}
 
 

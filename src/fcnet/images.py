@@ -1,33 +1,109 @@
-"""Image files to network inputs (``fcnet predict``), with Pillow, imported only here."""
+"""Image files and drawings to network inputs, with Pillow (imported only here).
+
+Two preparations: :func:`load_image` fits a picture into the model's
+rows × cols (Fashion-MNIST style: the object fills the frame);
+:func:`mnist_style` does what was done to MNIST's digits — crop to the ink's
+bounding box, scale it to fit 20 × 20, and place it in 28 × 28 so that its
+centre of mass is in the middle. Both make light strokes on black, inverting
+pictures whose border is light (dark ink on paper).
+"""
+
+import io
+import warnings
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["load_image"]
+__all__ = ["load_image", "decode_image", "mnist_style", "fit", "MAX_PIXELS"]
+
+MAX_PIXELS = 4096 * 4096  # larger images are refused before they are decoded (decompression bombs)
 
 
-def load_image(path, shape=(28, 28)):
-    """Read an image file as a ``uint8`` array of ``shape``, MNIST-style: light strokes on black.
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("reading images needs Pillow: pip install 'fcnet[image]'") from None
+    return Image
 
-    The image is converted to grayscale and resized; if its border is mostly
-    light (dark ink on white paper), the polarity is inverted.
+
+def decode_image(data, name="image"):
+    """Bytes of a PNG, JPEG or other Pillow-readable image as a 2-D ``uint8`` grayscale array.
+
+    Raises
+    ------
+    DataError
+        Not an image, or one of more than :data:`MAX_PIXELS` pixels (checked from the header, before decoding).
+    """
+    Image = _pil()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise DataError(f"{name}: {img.width}x{img.height} pixels is more than the {MAX_PIXELS:,} allowed")
+                return np.asarray(img.convert("L"), dtype=np.uint8)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{name}: refused, a decompression bomb ({exc})") from None
+    except Exception as exc:  # Pillow raises many types for corrupt data (OSError, SyntaxError, ValueError...)
+        raise DataError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _light_on_dark(pixels):
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return 255 - pixels if border.mean() > 127 else pixels
+
+
+def _resize(pixels, width, height):
+    Image = _pil()
+    return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def fit(pixels, shape=(28, 28)):
+    """Light-on-dark ``pixels`` resized to ``shape`` (rows, cols)."""
+    return _resize(_light_on_dark(pixels), shape[1], shape[0])
+
+
+def mnist_style(pixels, size=28, box=20):
+    """A drawing prepared like MNIST's digits: bounding box, fit into ``box`` × ``box``, centre of mass centred.
+
+    Parameters
+    ----------
+    pixels : ndarray, shape (rows, cols), uint8
+        Any size, either polarity.
 
     Returns
     -------
-    ndarray, shape ``shape``, dtype uint8
+    ndarray, shape (size, size), uint8
+        Light strokes on black; all zeros for an empty drawing.
     """
+    pixels = _light_on_dark(pixels)
+    ink = pixels > 0.1 * pixels.max() if pixels.max() > 0 else np.zeros(pixels.shape, bool)
+    out = np.zeros((size, size), np.uint8)
+    if not ink.any():
+        return out
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    crop = pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    scale = box / max(crop.shape)
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    small = _resize(crop, w, h).astype(float)
+    total = small.sum()
+    cy, cx = ((np.indices(small.shape) * small).reshape(2, -1).sum(axis=1) / total) if total else (h / 2, w / 2)
+    top = int(np.clip(round(size / 2 - cy), 0, size - h))
+    left = int(np.clip(round(size / 2 - cx), 0, size - w))
+    out[top:top + h, left:left + w] = small.round().astype(np.uint8)
+    return out
+
+
+def load_image(path, shape=(28, 28), digits=False):
+    """Read an image file as a ``uint8`` array of ``shape``: :func:`mnist_style` if ``digits`` else :func:`fit`."""
     try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise DataError("reading images needs Pillow: pip install 'fcnet[image]'") from None
-    try:
-        with Image.open(path) as img:
-            gray = img.convert("L").resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
-    pixels = np.asarray(gray, dtype=np.uint8)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return 255 - pixels if border.mean() > 127 else pixels
+    pixels = decode_image(data, str(path))
+    return mnist_style(pixels, size=shape[0]) if digits and shape[0] == shape[1] else fit(pixels, shape)

@@ -1,0 +1,131 @@
+"""``fcnet serve``: a page to draw a digit (or upload a picture) and watch the network's answer.
+
+FastAPI + uvicorn, one plain HTML/JS page (``static/index.html``, no build step).
+``POST /api/predict`` takes JSON ``{"pixels": [784 numbers in 0..1]}`` or an
+image body (``Content-Type: image/png``, ``image/jpeg``, ...); ``GET /api/model``
+describes the model; ``GET /healthz`` says it is up. Bad input gets a 4xx with
+a JSON ``{"error": ...}`` — wrong length, NaN, non-numbers, a body over 1 MB,
+a picture that is not one or is a decompression bomb, a wrong content type.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = ["create_app", "MAX_BODY"]
+
+MAX_BODY = 1 << 20  # bytes
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class BadInput(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+def _probabilities(model, x):
+    out = model.predict(x)[0].astype(np.float64)
+    if model.layers[-1].activation.name != "softmax":
+        out = np.exp(out - out.max())
+        out /= out.sum()
+    return out
+
+
+def describe(model, path):
+    """The model summary ``GET /api/model`` returns."""
+    meta = model.metadata
+    widths = [model.input_dim, *(layer.units for layer in model.layers)]
+    return {"name": Path(path).name, "architecture": "-".join(map(str, widths)),
+            "activations": [layer.activation.name for layer in model.layers],
+            "parameters": int(model.count_params()), "dataset": meta.get("dataset"),
+            "class_names": list(meta.get("class_names") or map(str, range(model.output_dim))),
+            "test_accuracy": meta.get("test_accuracy"), "image_shape": meta.get("image_shape") or [28, 28]}
+
+
+def _pixels_from_json(body, n_inputs):
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or "pixels" not in data:
+        raise BadInput(422, 'expected {"pixels": [...]}')
+    pixels = data["pixels"]
+    if not isinstance(pixels, list) or len(pixels) != n_inputs:
+        raise BadInput(422, f"pixels must be a list of {n_inputs} numbers, got "
+                            f"{len(pixels) if isinstance(pixels, list) else type(pixels).__name__}")
+    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in pixels):
+        raise BadInput(422, "pixels must all be numbers")
+    if not all(math.isfinite(p) and 0 <= p <= 1 for p in pixels):
+        raise BadInput(422, "pixels must be finite numbers in 0..1")
+    return np.asarray(pixels, dtype=np.float64)
+
+
+def _pixels_from_image(body, shape, digits):
+    from .images import decode_image, fit, mnist_style
+
+    try:
+        pixels = decode_image(body, "upload")
+    except DataError as exc:
+        raise BadInput(413 if "allowed" in str(exc) or "bomb" in str(exc) else 422, str(exc)) from None
+    prepared = mnist_style(pixels, size=shape[0]) if digits else fit(pixels, shape)
+    return prepared.reshape(-1) / 255.0
+
+
+def create_app(model, path):
+    """The FastAPI application serving ``model`` (loaded from ``path``)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import FileResponse, JSONResponse
+
+    from .cli import DIGIT_SETS
+
+    info = describe(model, path)
+    shape = tuple(info["image_shape"])
+    digits = info["dataset"] in DIGIT_SETS or info["dataset"] is None
+    app = FastAPI(title="fcnet", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(BadInput)
+    async def bad_input(request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/")
+    async def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/api/model")
+    async def model_info():
+        return info
+
+    @app.post("/api/predict")
+    async def predict(request: Request):
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+            raise BadInput(413, f"body over {MAX_BODY} bytes")
+        body = bytearray()
+        async for chunk in request.stream():  # a chunked body has no length to check up front
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise BadInput(413, f"body over {MAX_BODY} bytes")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            x = _pixels_from_json(bytes(body), model.input_dim)
+        elif kind.startswith("image/"):
+            if int(np.prod(shape)) != model.input_dim:
+                raise BadInput(422, f"this model's {model.input_dim} inputs are not an image")
+            x = _pixels_from_image(bytes(body), shape, digits)
+        else:
+            raise BadInput(415, f"content type {kind or 'missing'}: send application/json or an image/* body")
+        probs = _probabilities(model, x[None, :].astype(model.dtype))
+        label = int(probs.argmax())
+        return {"label": label, "class_name": info["class_names"][label], "probabilities": probs.tolist(),
+                "input": np.round(x, 4).tolist()}
+
+    return app
