@@ -217,3 +217,16 @@ def test_divergence_stops_training_with_the_epoch_and_batch():
     model.compile(fcnet.SGD(lr=1e6), "sparse_categorical_crossentropy")
     with pytest.raises(fcnet.DivergenceError, match=r"at epoch \d+, batch \d+.*lower learning rate"):
         model.fit(x, y, epochs=5, batch_size=16, verbose=0)
+
+
+def test_learning_rate_decay_callback_multiplies_the_rate_every_epoch():
+    from fcnet.training import LearningRateDecay
+
+    x, y = small_data(64)
+    model = lab_model(hidden=8)
+    model.compile(fcnet.SGD(lr=0.1), "sparse_categorical_crossentropy")
+    history = model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[LearningRateDecay(0.5)])
+    assert history.history["lr"] == [0.1, 0.05, 0.025]
+    assert model.optimizer.learning_rate == pytest.approx(0.0125)
+    with pytest.raises(ValueError, match="decay factor"):
+        LearningRateDecay(1.5)

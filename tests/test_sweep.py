@@ -43,6 +43,8 @@ def test_grid_random_and_identity():
     # the identity is the parsed configuration: "64" and 64 are the same trial, output paths do not count
     assert parse_trial({"hidden": "64", "epochs": 2})[0] == parse_trial({"hidden": 64, "epochs": "2", "out": "x"})[0]
     assert parse_trial({"hidden": "64"})[0] != parse_trial({"hidden": "64", "seed": 1})[0]
+    # a setting left at fcnet train's default is the same trial as one that never mentions it
+    assert parse_trial({"hidden": "64", "lr_decay": 1.0})[0] == parse_trial({"hidden": "64"})[0]
     drawn = trials({}, {}, {"samples": 5, "seed": 3, "lr": {"log_uniform": [1e-4, 1e-1]}, "hidden": ["32", "64"],
                             "batch_size": {"int": [16, 64]}})
     assert len(drawn) == 5 and all(1e-4 <= t["lr"] <= 1e-1 and 16 <= t["batch_size"] <= 64 for t in drawn)

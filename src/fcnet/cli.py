@@ -72,6 +72,8 @@ def build_parser():
     _training_flags(train)
     train.add_argument("--loss", choices=losses.NAMES, default="sparse_categorical_crossentropy",
                        help="loss on a softmax output")
+    train.add_argument("--lr-decay", type=_number(float, lambda v: 0 < v <= 1, "in (0, 1]"), default=1.0,
+                       help="multiply the learning rate by this after every epoch")
     train.add_argument("--validation-split", type=fraction, default=0.0)
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
@@ -245,7 +247,7 @@ def _resume(args):
         settings["epochs"] = args.epochs
     if settings["epochs"] < state["epoch"]:
         raise UsageError(f"{args.resume} has already trained {state['epoch']} epochs; --epochs must be at least that")
-    resumed = argparse.Namespace(**{**settings, "quiet": args.quiet, "resume": args.resume,
+    resumed = argparse.Namespace(**{**defaults, **settings, "quiet": args.quiet, "resume": args.resume,
                                     "no_figures": settings.get("no_figures", False) or args.no_figures})
     resumed.out = Path(settings["out"])
     resumed.metrics_json = settings["metrics_json"] and Path(settings["metrics_json"])
@@ -254,7 +256,7 @@ def _resume(args):
 
 def cmd_train(args):
     from .checkpoint import Checkpoint
-    from .training import EpochLog, ProgressBar
+    from .training import EpochLog, LearningRateDecay, ProgressBar
 
     model = state = None
     if args.resume:
@@ -263,7 +265,8 @@ def cmd_train(args):
     model = model or built
     n_train = int(len(x_train) * (1 - args.validation_split))
     steps = math.ceil(n_train / args.batch_size)
-    callbacks = [] if args.quiet else [ProgressBar(args.epochs, steps), EpochLog(args.epochs)]
+    callbacks = [LearningRateDecay(args.lr_decay)] if args.lr_decay != 1 else []
+    callbacks += [] if args.quiet else [ProgressBar(args.epochs, steps), EpochLog(args.epochs)]
     checkpoint = None
     if args.out:
         checkpoint = Checkpoint(args.out, _settings(args), state and state["history"])

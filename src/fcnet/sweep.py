@@ -122,7 +122,11 @@ def parse_trial(settings):
     except SystemExit:
         raise FcnetError(f"trial {settings}: {err.getvalue().strip().splitlines()[-1]}") from None
     canonical = {k: v for k, v in sorted(args.items()) if k not in IDENTITY_EXCLUDES}
-    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:12]
+    # The identity hashes only what differs from fcnet train's defaults, so that a flag added to fcnet later
+    # does not change the identity of trials that never set it.
+    defaults = vars(build_parser().parse_args(["train"]))
+    changed = {k: v for k, v in canonical.items() if v != defaults[k]}
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:12]
     return digest, canonical
 
 

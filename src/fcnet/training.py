@@ -18,7 +18,7 @@ import numpy as np
 from .errors import DivergenceError
 from .model import count_correct
 
-__all__ = ["fit", "train_epoch", "History", "Callback", "ProgressBar", "EpochLog"]
+__all__ = ["fit", "train_epoch", "History", "Callback", "ProgressBar", "EpochLog", "LearningRateDecay"]
 
 
 class Callback:
@@ -55,9 +55,23 @@ class History(Callback):
             self.history.setdefault(key, []).append(value)
 
 
+class LearningRateDecay(Callback):
+    """Multiply the optimizer's learning rate by ``factor`` after every epoch: ``lr_e = lr_0 · factor^e``."""
+
+    def __init__(self, factor):
+        if not 0 < factor <= 1:
+            raise ValueError(f"the decay factor must be in (0, 1], got {factor}")
+        self.factor = factor
+
+    def on_epoch_end(self, epoch, logs):
+        logs["lr"] = self.model.optimizer.learning_rate
+        self.model.optimizer.learning_rate *= self.factor
+
+
 def format_logs(logs):
     """``loss 0.3012  accuracy 0.8912 ...`` from an epoch's logs (seconds left out)."""
-    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "epoch_seconds")
+    return "  ".join(f"{k} {v:.4g}" if k == "lr" else f"{k} {v:.4f}" for k, v in logs.items()
+                     if k != "epoch_seconds")
 
 
 class ProgressBar(Callback):
