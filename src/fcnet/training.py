@@ -167,7 +167,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
 
     history = History()
     extra = {1: [ProgressBar(epochs, steps)], 2: [EpochLog(epochs)]}.get(verbose, [])
-    callbacks = [history, *extra, *(callbacks or [])]
+    callbacks = [*extra, *(callbacks or []), history]  # History last, as in Keras: it sees what others add
     for cb in callbacks:
         cb.model = model
     model.stop_training = False
