@@ -51,13 +51,14 @@ def test_adam_first_step_moves_each_weight_by_about_lr():
     assert_allclose(_run(fcnet.Adam(learning_rate=0.01), [G1]), P0 - 0.01 * np.sign(G1), rtol=1e-6)
 
 
-def test_rmsprop_two_steps_by_hand():
-    lr, rho, eps = 0.01, 0.9, 1e-7
+@pytest.mark.parametrize("form", ["keras", "torch"])
+def test_rmsprop_two_steps_by_hand(form):
+    lr, rho, eps = 0.01, 0.9, 1e-3  # an epsilon large enough for its placement to show
     v, p = np.zeros(3), P0.copy()
     for g in [G1, G2]:
         v = rho * v + (1 - rho) * g * g
-        p = p - lr * g / (np.sqrt(v) + eps)
-    assert_allclose(_run(fcnet.RMSprop(lr=lr), [G1, G2]), p, rtol=1e-14)
+        p = p - lr * g / (np.sqrt(v + eps) if form == "keras" else np.sqrt(v) + eps)
+    assert_allclose(_run(fcnet.RMSprop(lr=lr, eps=eps, epsilon_form=form), [G1, G2]), p, rtol=1e-14)
 
 
 def test_keras_defaults():

@@ -56,8 +56,8 @@ OPTIMIZERS = [
     fcnet.SGD(lr=0.05, momentum=0.9, nesterov=True),
     fcnet.Adam(lr=0.01, epsilon_form="torch"),
     fcnet.Adam(lr=0.01, beta_1=0.8, beta_2=0.99, eps=1e-8, epsilon_form="torch"),
-    fcnet.RMSprop(lr=0.01),
-    fcnet.RMSprop(lr=0.01, rho=0.8, eps=1e-6),
+    fcnet.RMSprop(lr=0.01, epsilon_form="torch"),
+    fcnet.RMSprop(lr=0.01, rho=0.8, eps=1e-6, epsilon_form="torch"),
 ]
 
 

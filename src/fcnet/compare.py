@@ -140,6 +140,8 @@ class KerasRunner:
                      "adam": lambda: keras.optimizers.Adam(c["learning_rate"], c["beta_1"], c["beta_2"], c["epsilon"]),
                      "rmsprop": lambda: keras.optimizers.RMSprop(c["learning_rate"], c["rho"],
                                                                  epsilon=c["epsilon"])}[c["name"]]()
+        if c.get("epsilon_form", "keras") != "keras":
+            raise ValueError(f"Keras has no {c['name']} with epsilon_form={c['epsilon_form']!r}")
         self.net.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     def train_epoch(self, x, y, order):

@@ -31,6 +31,12 @@ def _fraction(name, value):
     return value
 
 
+def _epsilon_form(value):
+    if value not in ("keras", "torch"):
+        raise ValueError(f"epsilon_form must be 'keras' or 'torch', got {value!r}")
+    return value
+
+
 class Optimizer:
     """Base class. ``learning_rate`` may also be given as ``lr``."""
 
@@ -154,9 +160,7 @@ class Adam(Optimizer):
         self.beta_1 = _fraction("beta_1", beta_1)
         self.beta_2 = _fraction("beta_2", beta_2)
         self.epsilon = _positive("epsilon", epsilon if eps is None else eps)
-        if epsilon_form not in ("keras", "torch"):
-            raise ValueError(f"epsilon_form must be 'keras' or 'torch', got {epsilon_form!r}")
-        self.epsilon_form = epsilon_form
+        self.epsilon_form = _epsilon_form(epsilon_form)
 
     def _update(self, param, grad, state):
         m, v, t, tmp = state["m"], state["v"], self.iterations, self._scratch(param)
@@ -181,28 +185,35 @@ class Adam(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop (Hinton, 2012) in Keras' form: ``v = rho v + (1 - rho) g²``; ``p -= lr g / (sqrt(v) + epsilon)``.
-
-    ``epsilon`` may also be given as ``eps``.
+    """RMSprop (Hinton, 2012): ``v = rho v + (1 - rho) g²``, then by default in Keras 3's form
+    ``p -= lr g / sqrt(v + epsilon)`` (``epsilon_form="keras"``), or PyTorch's
+    ``p -= lr g / (sqrt(v) + epsilon)`` (``epsilon_form="torch"``). ``epsilon`` may also be given as ``eps``.
     """
 
     name = "rmsprop"
     slot_names = ("velocity",)
 
-    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, *, lr=None, eps=None):
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, epsilon_form="keras", *, lr=None, eps=None):
         super().__init__(learning_rate, lr)
         self.rho = _fraction("rho", rho)
         self.epsilon = _positive("epsilon", epsilon if eps is None else eps)
+        self.epsilon_form = _epsilon_form(epsilon_form)
 
     def _update(self, param, grad, state):
         v, tmp = state["velocity"], self._scratch(param)
         axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.rho, self.rho)
-        np.sqrt(v, out=tmp)
-        tmp += self.epsilon
+        if self.epsilon_form == "keras":
+            np.sqrt(np.add(v, self.epsilon, out=tmp), out=tmp)
+        else:
+            np.sqrt(v, out=tmp)
+            tmp += self.epsilon
         axpy(param, np.divide(grad, tmp, out=tmp), -self.learning_rate)
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}
+        config = {"name": self.name, "learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}
+        if self.epsilon_form != "keras":
+            config["epsilon_form"] = self.epsilon_form
+        return config
 
 
 _CLASSES = {cls.name: cls for cls in (SGD, Adam, RMSprop)}

@@ -105,9 +105,9 @@ def torch_optimizer(optimizer, params):
     """The ``torch.optim`` optimizer whose trajectory matches ``optimizer``'s on ``params`` (torch tensors).
 
     SGD: Keras' ``v = μv − lr·g; p += v`` is torch's ``b = μb + g; p −= lr·b`` with ``v = −lr·b``
-    (Nesterov likewise). RMSprop: ``rho`` is torch's ``alpha``, epsilon outside the root in both. Adam:
-    only ``epsilon_form="torch"`` matches ``torch.optim.Adam`` exactly; the Keras form differs by
-    ``epsilon`` placement (negligible next to ``sqrt(v)``).
+    (Nesterov likewise). RMSprop: ``rho`` is torch's ``alpha``. Adam and RMSprop match torch exactly only with
+    ``epsilon_form="torch"``; in their default Keras form epsilon sits elsewhere (inside the root for
+    RMSprop, outside the bias correction for Adam), a difference that vanishes when ``sqrt(v) ≫ epsilon``.
     """
     torch = import_torch()
     c = optimizer.get_config()
