@@ -12,12 +12,13 @@ from .layers import Dense
 from .model import Evaluation, Sequential
 from .optimizers import SGD, Adam, RMSprop
 from .serialization import load_model
-from .training import Callback, History
+from .training import Callback, History, LearningRateDecay
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Sequential", "Dense", "SGD", "Adam", "RMSprop", "load_model", "History", "Callback", "Evaluation",
+    "Sequential", "Dense", "SGD", "Adam", "RMSprop", "load_model", "History", "Callback", "LearningRateDecay",
+    "Evaluation",
     "FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError",
     "activations", "datasets", "initializers", "losses", "optimizers",
 ]

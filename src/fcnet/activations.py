@@ -11,6 +11,8 @@ overwrite ``da``, which the layer owns. See ``docs/backprop.md``.
 
 import numpy as np
 
+from .registry import resolve
+
 __all__ = ["Activation", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "get", "NAMES"]
 
 
@@ -137,18 +139,4 @@ NAMES = tuple(_CLASSES)
 
 def get(identifier):
     """Return an :class:`Activation` from a name, a config dict, ``None`` (linear) or an instance."""
-    if identifier is None:
-        return Linear()
-    if isinstance(identifier, Activation):
-        return identifier
-    if isinstance(identifier, dict):
-        config = dict(identifier)
-        return _lookup(config.pop("name"))(**config)
-    return _lookup(identifier)()
-
-
-def _lookup(name):
-    try:
-        return _CLASSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(NAMES)}") from None
+    return resolve("linear" if identifier is None else identifier, Activation, _CLASSES, "activation")

@@ -14,6 +14,8 @@ values ``z``, so softmax and cross-entropy are fused: the loss is
 
 import numpy as np
 
+from .registry import resolve
+
 __all__ = [
     "Loss",
     "SparseCategoricalCrossentropy",
@@ -151,13 +153,6 @@ NAMES = tuple(_CLASSES)
 
 def get(identifier):
     """Return a :class:`Loss` from a name, a config dict or an instance."""
-    if isinstance(identifier, Loss):
-        return identifier
-    config = dict(identifier) if isinstance(identifier, dict) else {"name": identifier}
-    name = config.pop("name")
-    name = _ALIASES.get(name, name)
-    if name == "mse":
-        config.pop("from_logits", None)  # the output is compared as it is
-    if name not in _CLASSES:
-        raise ValueError(f"unknown loss {name!r}; choose from {', '.join(NAMES)}")
-    return _CLASSES[name](**config)
+    if isinstance(identifier, dict) and identifier.get("name") in ("mse", "mean_squared_error"):
+        identifier = {k: v for k, v in identifier.items() if k != "from_logits"}  # the output is compared as is
+    return resolve(identifier, Loss, _CLASSES, "loss", _ALIASES)

@@ -13,6 +13,7 @@ how they map to ``torch.optim`` are in ``docs/backprop.md``.
 import numpy as np
 
 from .blas import LazyMatmul, axpby, axpy
+from .registry import resolve
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "NAMES"]
 
@@ -222,10 +223,4 @@ NAMES = tuple(_CLASSES)
 
 def get(identifier):
     """Return an :class:`Optimizer` from a name (Keras defaults), a config dict or an instance."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    config = dict(identifier) if isinstance(identifier, dict) else {"name": identifier}
-    name = config.pop("name")
-    if name not in _CLASSES:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(NAMES)}")
-    return _CLASSES[name](**config)
+    return resolve(identifier, Optimizer, _CLASSES, "optimizer")
