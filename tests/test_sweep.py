@@ -100,6 +100,16 @@ def test_sweep_survives_a_killed_worker_records_each_trial_once_and_reruns_nothi
     assert db.execute("SELECT id, started FROM runs ORDER BY id").fetchall() == started
 
 
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, data, capsys, monkeypatch):
+    from fcnet import sweep
+
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "2s")
+    path = spec(tmp_path, data)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "s"), "--scheduler", "tcp://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("fcnet: error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+
+
 def test_cli_sweep_outputs_and_runs_commands(tmp_path, data, capsys):
     path = spec(tmp_path, data, epochs=2, batch=64)
     out = tmp_path / "sweep"

@@ -40,6 +40,8 @@ from .runstore import RunStore
 
 __all__ = ["load_spec", "trials", "parse_trial", "run_trial", "run_sweep", "write_outputs", "IDENTITY_EXCLUDES"]
 
+CONNECT_TIMEOUT = "20s"  # how long to wait for a --scheduler to answer
+
 # Settings that change where files go or what is printed, not what is learned.
 IDENTITY_EXCLUDES = {"out", "quiet", "metrics_json", "resume", "data_dir", "no_figures", "command"}
 
@@ -179,7 +181,12 @@ def run_sweep(path, out, scheduler=None, workers=None, progress=True):
         if todo:
             cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
                                                           processes=True, dashboard_address=":0")
-            client = Client(scheduler or cluster, timeout="30s")
+            try:
+                client = Client(scheduler or cluster, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                if cluster is not None:
+                    cluster.close()
+                raise FcnetError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
             try:
                 futures = {}
                 for rid, settings in todo.items():
