@@ -494,9 +494,17 @@ def cmd_serve(args):
         import uvicorn
     except ImportError:
         raise FcnetError("serving needs FastAPI and uvicorn: pip install 'fcnet[serve]'") from None
+    import socket
+
     from .serve import create_app
 
     app = create_app(_load(args.model), args.model)
+    with socket.socket() as probe:  # say so in one line, before uvicorn logs its own failure
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as exc:
+            raise FcnetError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+                             "pick another --port") from None
     print(f"serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
