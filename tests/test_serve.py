@@ -35,7 +35,7 @@ def served(tmp_path_factory):
     model.save(path)
     port = free_port()
     server = start_server(path, port)
-    yield model, port
+    yield model, port, path
     server.terminate()
     server.wait(timeout=30)
 
@@ -51,7 +51,7 @@ def call(port, method, path, body=b"", headers=None, chunked=False):
 
 
 def test_health_and_model_summary(served):
-    _, port = served
+    _, port, _ = served
     assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
     status, info = call(port, "GET", "/api/model")
     assert status == 200 and info["architecture"] == "784-64-10" and info["test_accuracy"] == 0.9876
@@ -59,7 +59,7 @@ def test_health_and_model_summary(served):
 
 
 def test_json_prediction_equals_the_models_own(served):
-    model, port = served
+    model, port, _ = served
     x = np.random.default_rng(5).random(784).round(4)
     status, result = call(port, "POST", "/api/predict", json.dumps({"pixels": x.tolist()}).encode(),
                           {"Content-Type": "application/json"})
@@ -72,7 +72,7 @@ def test_json_prediction_equals_the_models_own(served):
 def test_image_upload_is_prepared_like_mnist(served):
     from PIL import Image, ImageDraw
 
-    _, port = served
+    _, port, _ = served
     img = Image.new("L", (200, 200), 255)
     ImageDraw.Draw(img).line([(60, 30), (140, 170)], fill=0, width=16)  # dark ink on white, off-centre
     buffer = io.BytesIO()
@@ -107,7 +107,7 @@ BAD = [
 
 @pytest.mark.parametrize("name, body, kind, status, message", BAD, ids=[b[0] for b in BAD])
 def test_bad_input_gets_a_4xx_json_error(served, name, body, kind, status, message):
-    _, port = served
+    _, port, _ = served
     body = body() if callable(body) else body
     body = body.encode() if isinstance(body, str) else body
     got, result = call(port, "POST", "/api/predict", body, {"Content-Type": kind})
@@ -115,14 +115,14 @@ def test_bad_input_gets_a_4xx_json_error(served, name, body, kind, status, messa
 
 
 def test_a_chunked_body_over_1_mb_is_refused(served):
-    _, port = served
+    _, port, _ = served
     chunks = (b"x" * 65536 for _ in range(20))
     status, result = call(port, "POST", "/api/predict", chunks, {"Content-Type": "application/json"}, chunked=True)
     assert status == 413 and "body over" in result["error"]
 
 
 def test_bounded_load_every_answer_right(served):
-    model, port = served
+    model, port, _ = served
     bodies, expected = workload(model, n=100)
     rps, p50, p99, errors = load_test(port, bodies, expected, clients=4, requests=100)
     assert not errors
@@ -133,7 +133,7 @@ def test_bounded_load_every_answer_right(served):
 def test_drawing_a_digit_in_chromium_shows_probabilities_and_the_input(served):
     from playwright.sync_api import sync_playwright
 
-    _, port = served
+    _, port, _ = served
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -162,3 +162,12 @@ def test_drawing_a_digit_in_chromium_shows_probabilities_and_the_input(served):
         browser.close()
     assert len(probs) == 10 and abs(sum(probs) - 1) < 0.01 and not error
     assert ink > 10  # the 28x28 input the network saw is drawn next to the pad
+
+
+def test_a_port_in_use_is_a_one_line_error(served, capsys):
+    from fcnet.cli import main
+
+    _, port, path = served
+    assert main(["serve", str(path), "--port", str(port)]) == 1
+    assert capsys.readouterr().err.strip() == (f"fcnet: error: cannot listen on 127.0.0.1:{port} "
+                                               "(Address already in use); pick another --port")
