@@ -230,3 +230,12 @@ def test_learning_rate_decay_callback_multiplies_the_rate_every_epoch():
     assert model.optimizer.learning_rate == pytest.approx(0.0125)
     with pytest.raises(ValueError, match="decay factor"):
         LearningRateDecay(1.5)
+
+
+def test_predict_proba_is_the_softmax_of_a_logits_model():
+    x, _ = small_data(20)
+    soft = lab_model(hidden=8, dtype="float64")
+    logits = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=784), fcnet.Dense(10)], dtype="float64")
+    logits.set_weights(soft.get_weights())
+    assert_array_equal(soft.predict_proba(x), soft.predict(x))
+    assert_allclose(logits.predict_proba(x), soft.predict(x), rtol=1e-12)

@@ -315,6 +315,20 @@ class Sequential:
             out[start:start + len(xb)] = self._forward(xb, training=False)[1]
         return out
 
+    def predict_proba(self, x, batch_size=_PREDICT_BATCH):
+        """Class probabilities: the output of a softmax model, the softmax of a logits model's output.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_out)
+        """
+        out = self.predict(x, batch_size)
+        if self.layers[-1].activation.name == "softmax":
+            return out
+        from .activations import Softmax
+
+        return Softmax().forward(out, out=out)
+
     def predict_classes(self, x, batch_size=_PREDICT_BATCH):
         """The index of the largest output per sample, shape ``(n_samples,)``."""
         return self.predict(x, batch_size).argmax(axis=1)

@@ -28,14 +28,6 @@ FIGURES = {
 }
 
 
-def _probabilities(model, x):
-    out = model.predict(x)
-    if model.layers[-1].activation.name == "softmax":
-        return out
-    e = np.exp(out - out.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def figure(kind, model, metrics, x_test, y_test):
     """The matplotlib figure ``kind`` (a key of :data:`FIGURES`) for a trained model and its test set."""
     if kind == "curves":
@@ -43,7 +35,7 @@ def figure(kind, model, metrics, x_test, y_test):
     names = list(model.metadata.get("class_names") or map(str, range(model.output_dim)))
     if kind == "weights":
         return plots.first_layer_weights(model, shape=tuple(model.metadata.get("image_shape") or (28, 28)))
-    probs = _probabilities(model, x_test)
+    probs = model.predict_proba(x_test)
     if kind == "confusion":
         return plots.confusion_figure(y_test, probs.argmax(axis=1), names)
     images = x_test.reshape(len(x_test), *(model.metadata.get("image_shape") or (28, 28)))
@@ -57,7 +49,7 @@ def figure(kind, model, metrics, x_test, y_test):
 def save_figures(folder, model, metrics, x_test, y_test):
     """Write every figure into ``folder`` and add ``per_class`` and ``confusion`` to ``metrics`` (in place)."""
     names = list(model.metadata.get("class_names") or map(str, range(model.output_dim)))
-    pred = _probabilities(model, x_test).argmax(axis=1)
+    pred = model.predict_proba(x_test).argmax(axis=1)
     metrics["per_class"] = plots.classification_report(y_test, pred, names)
     metrics["confusion"] = plots.confusion_matrix(y_test, pred, len(names)).tolist()
     for kind, (filename, _) in FIGURES.items():

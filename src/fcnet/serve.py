@@ -28,14 +28,6 @@ class BadInput(Exception):
         self.status = status
 
 
-def _probabilities(model, x):
-    out = model.predict(x)[0].astype(np.float64)
-    if model.layers[-1].activation.name != "softmax":
-        out = np.exp(out - out.max())
-        out /= out.sum()
-    return out
-
-
 def describe(model, path):
     """The model summary ``GET /api/model`` returns."""
     meta = model.metadata
@@ -81,7 +73,7 @@ def create_app(model, path):
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, JSONResponse
 
-    from .cli import DIGIT_SETS
+    from .images import DIGIT_SETS
 
     info = describe(model, path)
     shape = tuple(info["image_shape"])
@@ -123,7 +115,7 @@ def create_app(model, path):
             x = _pixels_from_image(bytes(body), shape, digits)
         else:
             raise BadInput(415, f"content type {kind or 'missing'}: send application/json or an image/* body")
-        probs = _probabilities(model, x[None, :].astype(model.dtype))
+        probs = model.predict_proba(x[None, :].astype(model.dtype))[0].astype(np.float64)
         label = int(probs.argmax())
         return {"label": label, "class_name": info["class_names"][label], "probabilities": probs.tolist(),
                 "input": np.round(x, 4).tolist()}
