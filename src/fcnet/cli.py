@@ -1,4 +1,4 @@
-"""The ``fcnet`` command line: train, evaluate, predict, summary, gradcheck, compare, plot, report, download.
+"""The ``fcnet`` command line: its flags, their checks, and the exit codes (the subcommands live in commands.py).
 
 Results go to stdout, progress and messages to stderr. Exit codes: 0 success,
 1 runtime error (one line: data not found offline, checksum mismatch, a bad
