@@ -202,11 +202,10 @@ class Sequential:
     def _gather(self, x, idx):
         """Rows ``idx`` of ``x`` as model floats: one gather and one conversion into reused buffers."""
         n, width = len(idx), x.shape[1]
-        if self._scratch is None or self._scratch[0].shape[0] < n or self._scratch[0].shape[1] != width:
+        raw = self._scratch and self._scratch[0]
+        if raw is None or len(raw) < n or raw.shape[1] != width or raw.dtype != x.dtype:
             self._scratch = (np.empty((n, width), dtype=x.dtype), np.empty((n, width), dtype=self.dtype))
         raw, out = self._scratch[0][:n], self._scratch[1][:n]
-        if raw.dtype != x.dtype:
-            raw = np.empty((n, width), dtype=x.dtype)
         np.take(x, idx, axis=0, out=raw)
         return self._to_float(raw, out=out)
 
@@ -231,9 +230,9 @@ class Sequential:
         """
         loss_input, out = self._forward(x, training=True)
         value, d = self.loss.value_and_grad(loss_input, y)
-        last = len(self.layers) - 1
+        last, fused = len(self.layers) - 1, self._fused
         for i in range(last, -1, -1):
-            d = self.layers[i].backward(d, wrt_z=(i == last and self._fused), need_dx=i > 0, lazy=lazy)
+            d = self.layers[i].backward(d, wrt_z=(i == last and fused), need_dx=i > 0, lazy=lazy)
         return value, out
 
     def train_on_batch(self, x, y):

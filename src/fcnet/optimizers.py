@@ -73,7 +73,7 @@ class Optimizer:
 
     def _scratch(self, param):
         """A temporary shaped like ``param``, kept between steps (not part of the saved state)."""
-        self._state(param)
+        self._state(param)  # makes sure the entry exists
         holder = self._slots[id(param)][2]
         if holder[0] is None:
             holder[0] = np.empty_like(param)
