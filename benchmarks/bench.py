@@ -1,5 +1,8 @@
 """The seed workload, timed side by side: fcnet, PyTorch eager, the seed 001 class, Keras 3 (if installed).
 
+``fcnet`` is the ordinary loop (compiled by Numba, see fcnet.jit); ``fcnet-np`` is the same loop on the
+NumPy reference engine, so the table shows what the compiled helper earns.
+
 784-300-10, ReLU/softmax, cross-entropy, SGD lr 0.1, float32, 60 000 Fashion-MNIST images. Every
 contender starts from fcnet's initial weights and sees the same permutation each epoch; after one
 warm-up epoch each, the contenders take turns epoch by epoch (the one that goes first rotates), and
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import fcnet
-from fcnet.compare import NotInstalled, make_runner
+from fcnet.compare import FcnetRunner, NotInstalled, make_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed001 import SeedRunner  # noqa: E402
@@ -33,6 +36,13 @@ def lab_model(optimizer):
     model = fcnet.Sequential([fcnet.Dense(300, "relu", input_dim=784), fcnet.Dense(10, "softmax")], seed=0)
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def numpy_reference(model, batch_size):
+    """fcnet on its NumPy engine, the readable reference the compiled loop transcribes."""
+    runner = FcnetRunner(model, batch_size, engine="numpy")
+    runner.name = "fcnet-np"
+    return runner
 
 
 def sgemm_peak():
@@ -116,7 +126,8 @@ def _train_one_epoch_for_rss(contender):
     (x, y), _ = data
     x = x.reshape(len(x), -1)
     model = lab_model(fcnet.SGD(lr=0.1))
-    runner = SeedRunner(model, 64, 0.1) if contender == "seed001" else make_runner(contender, model, 64)
+    runner = {"seed001": lambda: SeedRunner(model, 64, 0.1), "fcnet-np": lambda: numpy_reference(model, 64)}.get(
+        contender, lambda: make_runner(contender, model, 64))()
     runner.train_epoch(x, y, np.random.default_rng(0).permutation(len(x)))
     # VmHWM, not getrusage: ru_maxrss survives exec and would report the parent's size at fork.
     status = Path("/proc/self/status").read_text()
@@ -131,7 +142,7 @@ def chart(rows, path):
 
     sgd = [r for r in rows if r["optimizer"] == "sgd"]
     batches = sorted({r["batch_size"] for r in sgd})
-    names = [n for n in ("fcnet", "torch", "keras", "seed001") if any(r["contender"] == n for r in sgd)]
+    names = [n for n in ("fcnet", "fcnet-np", "torch", "keras", "seed001") if any(r["contender"] == n for r in sgd)]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
@@ -166,16 +177,16 @@ def main():
     data = ((data[0][0].reshape(-1, 784), data[0][1]), (data[1][0].reshape(-1, 784), data[1][1]))
     rows = []
     for batch in map(int, args.batch_sizes.split(",")):
-        extra = [lambda m, b: SeedRunner(m, b, 0.1)] if batch == 64 else []
+        extra = [numpy_reference] + ([lambda m, b: SeedRunner(m, b, 0.1)] if batch == 64 else [])
         names = ["fcnet", "torch", "keras"] if batch == 64 else ["fcnet", "torch"]
         print(f"SGD, batch {batch} ...", flush=True)
         rows += race(names, fcnet.SGD(lr=0.1), batch, args.rounds, data, extra)
     for optimizer in (fcnet.SGD(lr=0.05, momentum=0.9), fcnet.Adam(lr=1e-3)):
         print(f"{optimizer.get_config()['name']}{' momentum' if optimizer.get_config().get('momentum') else ''}, "
               "batch 64 ...", flush=True)
-        rows += race(["fcnet", "torch"], optimizer, 64, args.rounds, data)
+        rows += race(["fcnet", "torch"], optimizer, 64, args.rounds, data, [numpy_reference])
     predict = predict_race(data)
-    rss = {name: peak_rss_mb(name) for name in ("fcnet", "torch", "seed001")}
+    rss = {name: peak_rss_mb(name) for name in ("fcnet", "fcnet-np", "torch", "seed001")}
 
     header = (f"{'optimizer':<13} {'batch':>5} {'contender':<8} {'median s':>9} {'min':>7} {'max':>7} "
               f"{'÷ torch':>8} {'GFLOP/s':>8} {'% peak':>7} {'test acc':>8}")

@@ -47,6 +47,20 @@ def test_same_seed_same_metrics(idx_dir, tmp_path):
     assert [e["loss"] for e in a["epochs"]] == [e["loss"] for e in b["epochs"]]
 
 
+def test_engines_agree_and_the_run_records_which_ran(idx_dir, tmp_path):
+    pytest.importorskip("numba")
+    for engine in ("numpy", "numba"):
+        assert main(["train", "--dataset", f"idx:{idx_dir}", "--epochs", "2", "--hidden", "8", "--quiet",
+                     "--engine", engine, "--metrics-json", str(tmp_path / f"{engine}.json")]) == 0
+    ref, jit = (json.loads((tmp_path / f"{e}.json").read_text()) for e in ("numpy", "numba"))
+    assert (ref["engine"], jit["engine"]) == ("numpy", "numba")
+    assert jit["config"]["engine"] == "numba"
+    np.testing.assert_allclose([e["loss"] for e in jit["epochs"]], [e["loss"] for e in ref["epochs"]], rtol=1e-5)
+    r = run("train", "--dataset", f"idx:{idx_dir}", "--epochs", "1", "--loss", "mse", "--engine", "numba")
+    assert r.returncode == 1 and r.stderr.strip() == (
+        "fcnet: error: engine 'numba' cannot train this model: only cross-entropy against integer labels is compiled")
+
+
 def test_predict_images(idx_dir, tmp_path):
     from PIL import Image
 

@@ -134,11 +134,11 @@ def test_shuffling_changes_the_order_every_epoch():
         return original(xb, yb)
 
     model.train_on_batch = spy
-    model.fit(x, y, epochs=2, batch_size=100, verbose=0)
+    model.fit(x, y, epochs=2, batch_size=100, verbose=0, engine="numpy")
     assert not np.array_equal(orders[0], orders[1])
     assert sorted(orders[0]) == sorted(orders[1]) == sorted(y)
     orders.clear()
-    model.fit(x, y, epochs=1, batch_size=100, verbose=0, shuffle=False)
+    model.fit(x, y, epochs=1, batch_size=100, verbose=0, shuffle=False, engine="numpy")
     assert_array_equal(orders[0], y)
 
 

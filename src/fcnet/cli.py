@@ -167,6 +167,9 @@ def _training_flags(parser, epochs=20):
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--data-dir", help="folder searched first for the data set (default $FCNET_DATA)")
     parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
+    parser.add_argument("--engine", choices=["auto", "numpy", "numba"], default="auto",
+                        help="numba: the compiled training loop (fcnet[fast]); numpy: the reference; auto: numba "
+                             "when installed and it covers the model")
 
 
 def framework_list(text):

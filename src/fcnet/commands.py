@@ -66,7 +66,7 @@ def _data_and_model(args, loss="sparse_categorical_crossentropy"):
     return (x_train, y_train), (x_test, y_test), model
 
 
-_RESUMABLE = {"epochs", "quiet", "resume", "command", "no_figures"}  # flags --resume may be combined with
+_RESUMABLE = {"epochs", "quiet", "resume", "command", "no_figures", "engine"}  # flags --resume may be combined with
 
 
 def _settings(args):
@@ -123,17 +123,18 @@ def cmd_train(args):
     try:
         history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                             validation_split=args.validation_split, verbose=0, callbacks=callbacks,
-                            initial_epoch=start_epoch).history
+                            initial_epoch=start_epoch, engine=args.engine)
     except KeyboardInterrupt:
         done = len(checkpoint.history.get("loss", [])) if checkpoint else 0
         where = (f"epoch {done} is saved in {args.out}; resume with: fcnet train --resume {args.out}" if checkpoint
                  else "nothing saved (use --out DIR to keep checkpoints)")
         raise Interrupted(f"interrupted; {where}") from None
     total = time.perf_counter() - start
+    engine, history = history.engine, history.history
     if checkpoint:
         history = checkpoint.history  # every epoch, those before a resume included
     test = model.evaluate(x_test, y_test)
-    print(f"total time {total:.2f}s  steps per epoch {steps}")
+    print(f"total time {total:.2f}s  steps per epoch {steps}  engine {engine}")
     print(f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}")
 
     metrics = {
@@ -144,6 +145,7 @@ def cmd_train(args):
                     "val_loss": h.get("val_loss"), "val_accuracy": h.get("val_accuracy")}
                    for e, h in enumerate(_rows(history))],
         "total_seconds": total,
+        "engine": engine,
         "test": {"loss": test.loss, "accuracy": test.accuracy},
     }
     model.metadata["test_accuracy"] = test.accuracy
@@ -223,11 +225,11 @@ def cmd_summary(args):
 
 
 def cmd_compare(args):
-    from .compare import NotInstalled, make_runner
+    from .compare import FcnetRunner, NotInstalled, make_runner
 
     (x_train, y_train), (x_test, y_test), model = _data_and_model(args)
     x_train = x_train.reshape(len(x_train), -1)
-    runners = [make_runner("fcnet", model, args.batch_size)]
+    runners = [FcnetRunner(model, args.batch_size, args.engine)]
     for name in args.framework:  # built before any training: every runner starts from the same weights
         try:
             runners.append(make_runner(name, model, args.batch_size))

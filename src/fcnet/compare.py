@@ -23,16 +23,16 @@ class NotInstalled(Exception):
 
 
 class FcnetRunner:
-    """fcnet itself, through its ordinary training loop."""
+    """fcnet itself, through its ordinary training loop; ``engine`` as in :func:`fcnet.training.choose_engine`."""
 
     name = "fcnet"
 
-    def __init__(self, model, batch_size):
-        self.model, self.batch_size = model, batch_size
+    def __init__(self, model, batch_size, engine="auto"):
+        self.model, self.batch_size, self.engine = model, batch_size, engine
 
     def train_epoch(self, x, y, order):
         """Train one epoch over ``x[order]``; returns (seconds, mean batch loss)."""
-        logs = train_epoch(self.model, x, y, self.batch_size, order)
+        logs = train_epoch(self.model, x, y, self.batch_size, order, engine=self.engine)
         return logs["epoch_seconds"], logs["loss"]
 
     def evaluate(self, x, y):

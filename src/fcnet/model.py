@@ -19,7 +19,7 @@ __all__ = ["Sequential", "Evaluation"]
 
 Evaluation = collections.namedtuple("Evaluation", ["loss", "accuracy"])
 
-_PREDICT_BATCH = 4096  # rows converted to floats at once when predicting: bounds memory, not results
+_PREDICT_BATCH = 1024  # rows converted to floats at once when predicting: bounds memory, not results
 
 
 class Sequential:
@@ -270,7 +270,7 @@ class Sequential:
     # -- the Keras loop --------------------------------------------------------------------------------------
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-            verbose=1, callbacks=None, initial_epoch=0):
+            verbose=1, callbacks=None, initial_epoch=0, engine="auto"):
         """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`~fcnet.training.History`.
 
         See :func:`fcnet.training.fit` for the arguments.
@@ -279,7 +279,7 @@ class Sequential:
 
         return fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                    validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks,
-                   initial_epoch=initial_epoch)
+                   initial_epoch=initial_epoch, engine=engine)
 
     def _batches(self, x, batch_size):
         for start in range(0, len(x), batch_size):

@@ -18,7 +18,8 @@ import numpy as np
 from .errors import DivergenceError
 from .model import count_correct
 
-__all__ = ["fit", "train_epoch", "History", "Callback", "ProgressBar", "EpochLog", "LearningRateDecay"]
+__all__ = ["fit", "train_epoch", "choose_engine", "ENGINES", "History", "Callback", "ProgressBar", "EpochLog",
+           "LearningRateDecay"]
 
 
 class Callback:
@@ -112,7 +113,7 @@ def _positive_int(name, value):
 
 
 def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        verbose=1, callbacks=None, initial_epoch=0):
+        verbose=1, callbacks=None, initial_epoch=0, engine="auto"):
     """Train ``model`` in place with mini-batch gradient steps.
 
     Parameters
@@ -134,6 +135,10 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     callbacks : list of Callback
     initial_epoch : int
         Epoch to start from (resuming a run): trains epochs ``initial_epoch .. epochs - 1``.
+    engine : {"auto", "numpy", "numba"}
+        Who runs the steps: the NumPy layers (the reference) or the same steps compiled with Numba
+        (:mod:`fcnet.jit`); ``"auto"`` compiles when Numba is installed and covers the model.
+        ``history.engine`` records the choice.
 
     Returns
     -------
@@ -164,8 +169,10 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     if len(x) == 0:
         raise ValueError("no training data")
     steps = math.ceil(len(x) / batch_size)
+    engine = choose_engine(model, y, engine)
 
     history = History()
+    history.engine = engine
     extra = {1: [ProgressBar(epochs, steps)], 2: [EpochLog(epochs)]}.get(verbose, [])
     callbacks = [*extra, *(callbacks or []), history]  # History last, as in Keras: it sees what others add
     for cb in callbacks:
@@ -177,7 +184,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
-        logs = train_epoch(model, x, y, batch_size, order, epoch, callbacks)
+        logs = train_epoch(model, x, y, batch_size, order, epoch, callbacks, engine)
         if validation_data is not None:
             val = model.evaluate(*validation_data)
             logs["val_loss"] = val.loss
@@ -192,29 +199,80 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     return history
 
 
-def train_epoch(model, x, y, batch_size, order, epoch=0, callbacks=()):
+ENGINES = ("auto", "numpy", "numba")
+
+
+def choose_engine(model, y, engine="auto"):
+    """The engine that trains ``model`` on checked targets ``y``: ``"numba"`` or ``"numpy"``.
+
+    ``"auto"`` takes the compiled loop of :mod:`fcnet.jit` when Numba is installed and covers the model,
+    else NumPy; ``"numba"`` insists (ValueError saying why it cannot); ``"numpy"`` is the reference.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "numpy":
+        return engine
+    try:
+        from . import jit
+    except ImportError:
+        if engine == "numba":
+            raise ValueError("engine 'numba' needs Numba: pip install 'fcnet[fast]'") from None
+        return "numpy"
+    reason = jit.unsupported(model, y)
+    if reason and engine == "numba":
+        raise ValueError(f"engine 'numba' cannot train this model: {reason}")
+    return "numpy" if reason else "numba"
+
+
+def _numpy_steps(model, x, y, batch_size, order):
+    """Train step by step through the layers' own forward/backward; yields (rows, loss, hits) per step."""
+    for start in range(0, len(x), batch_size):
+        idx = order[start:start + batch_size]
+        yb = y[idx]
+        loss, out = model.train_on_batch(model._gather(x, idx), yb)
+        yield len(idx), loss, count_correct(out, yb) if model.metrics else 0
+
+
+def _numba_steps(model, x, y, batch_size, order):
+    """The same steps, compiled (:mod:`fcnet.jit`), run a few thousand rows per call; yields like the above.
+
+    A non-finite loss ends a call early; that step is yielded too, so the caller raises as for NumPy.
+    """
+    from .jit import STEP_ROWS, Plan
+
+    plan, n = Plan(model, batch_size, x.dtype), len(x)
+    steps, per_call = math.ceil(n / batch_size), max(1, STEP_ROWS // batch_size)
+    losses, hits = np.empty(per_call), np.empty(per_call, dtype=np.int64)
+    for first in range(0, steps, per_call):
+        last = min(first + per_call, steps)
+        done = plan.run(x, y, order, first, last, losses, hits)
+        for i in range(min(done + 1, last - first)):
+            yield min(batch_size, n - (first + i) * batch_size), float(losses[i]), int(hits[i])
+
+
+def train_epoch(model, x, y, batch_size, order, epoch=0, callbacks=(), engine="auto"):
     """One pass over ``x[order]`` in batches of ``batch_size``; returns the epoch's logs.
 
-    ``x`` and ``y`` are already checked (see :func:`fit`); ``order`` is a permutation of their rows.
+    ``x`` and ``y`` are already checked (see :func:`fit`); ``order`` is a permutation of their rows;
+    ``engine`` is as in :func:`choose_engine`.
     """
+    engine = choose_engine(model, y, engine)
+    steps = (_numba_steps if engine == "numba" else _numpy_steps)(model, x, y, batch_size, order)
     n = len(x)
-    total_loss, correct = 0.0, 0
+    total_loss, correct, seen = 0.0, 0, 0
     start_time = time.perf_counter()
     # A diverging run overflows before its loss turns NaN; the guard below reports it once, in one line.
     with np.errstate(over="ignore", invalid="ignore"):
-        for step, start in enumerate(range(0, n, batch_size)):
-            idx = order[start:start + batch_size]
-            yb = y[idx]
-            loss, out = model.train_on_batch(model._gather(x, idx), yb)
+        for step, (rows, loss, hits) in enumerate(steps):
             if not math.isfinite(loss):
-                last = f"{total_loss / start:.4g}" if start else "none"
+                last = f"{total_loss / seen:.4g}" if seen else "none"
                 raise DivergenceError(
                     f"loss became {loss} at epoch {epoch + 1}, batch {step + 1} (mean loss so far this epoch: "
                     f"{last}); try a lower learning rate"
                 )
-            total_loss += loss * len(idx)
-            if model.metrics:
-                correct += count_correct(out, yb)
+            total_loss += loss * rows
+            correct += hits
+            seen += rows
             for cb in callbacks:
                 cb.on_batch_end(step, {"loss": loss})
     logs = {"loss": total_loss / n}

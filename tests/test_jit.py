@@ -1,0 +1,158 @@
+"""The compiled training loop (fcnet.jit) against the NumPy reference it transcribes."""
+
+import sys
+
+import numpy as np
+import pytest
+from conftest import synthetic_images
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fcnet
+from fcnet.optimizers import SGD, Adam, RMSprop
+from fcnet.training import Callback, choose_engine, train_epoch
+
+pytest.importorskip("numba")
+
+OPTIMIZERS = {
+    "sgd": lambda: SGD(0.1),
+    "momentum": lambda: SGD(0.05, momentum=0.9),
+    "nesterov": lambda: SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: Adam(0.01),
+    "adam-torch": lambda: Adam(0.01, epsilon_form="torch"),
+    "rmsprop": lambda: RMSprop(0.01),
+    "rmsprop-torch": lambda: RMSprop(0.01, epsilon_form="torch"),
+}
+HIDDEN = {"relu-tanh": ("relu", "tanh"), "sigmoid-leaky": ("sigmoid", "leaky_relu"), "linear": ("linear",)}
+
+
+def data(n=330, n_in=20, classes=5, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, n_in), dtype=np.uint8), rng.integers(0, classes, n)
+
+
+def model_for(hidden, optimizer, dtype, output="softmax", loss="sparse_categorical_crossentropy"):
+    layers = [fcnet.Dense(16, hidden[0], input_dim=20), *(fcnet.Dense(12, a) for a in hidden[1:]),
+              fcnet.Dense(5, output)]
+    model = fcnet.Sequential(layers, seed=0, dtype=dtype)
+    model.compile(OPTIMIZERS[optimizer](), loss, metrics=["accuracy"])
+    return model
+
+
+def train_both(make, x, y, **fit):
+    """The same model trained by each engine: [(model, history)] for numpy, numba."""
+    runs = []
+    for engine in ("numpy", "numba"):
+        model = make()
+        history = model.fit(x, y, verbose=0, engine=engine, **fit)
+        assert history.engine == engine
+        runs.append((model, history))
+    return runs
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_compiled_epochs_equal_the_numpy_reference(optimizer, hidden, dtype, rtol):
+    x, y = data()  # 330 rows in batches of 32: the last batch has 10
+    (ref, h_ref), (jit, h_jit) = train_both(lambda: model_for(HIDDEN[hidden], optimizer, dtype), x, y, epochs=2,
+                                            batch_size=32)
+    for p, q in zip(ref.parameters, jit.parameters):
+        assert_allclose(q, p, rtol=0, atol=rtol * np.abs(p).max())
+    opt_ref, opt_jit = ref.optimizer, jit.optimizer
+    assert opt_jit.iterations == opt_ref.iterations == 2 * 11
+    for key, value in opt_ref.get_state(ref.parameters).items():
+        reference = np.asarray(value)
+        assert_allclose(opt_jit.get_state(jit.parameters)[key], reference, rtol=0,
+                        atol=rtol * max(np.abs(reference).max(), 1e-30))
+    assert_allclose(h_jit.history["loss"], h_ref.history["loss"], rtol=rtol)
+    assert h_jit.history["accuracy"] == h_ref.history["accuracy"]
+
+
+def test_logits_output_float_inputs_and_a_validation_split():
+    x, y = data()
+    x = x.astype(np.float64) / 255
+    make = lambda: model_for(("relu",), "adam", "float64", output="linear",  # noqa: E731
+                             loss={"name": "sparse_categorical_crossentropy", "from_logits": True})
+    (ref, h_ref), (jit, h_jit) = train_both(make, x, y, epochs=3, batch_size=7, validation_split=0.2)
+    for p, q in zip(ref.parameters, jit.parameters):
+        assert_allclose(q, p, rtol=1e-12, atol=1e-14)
+    assert_allclose(h_jit.history["val_loss"], h_ref.history["val_loss"], rtol=1e-12)
+
+
+def test_the_lab_network_on_images_reaches_the_same_accuracy():
+    x, y = synthetic_images(2000, np.random.default_rng(0))
+    make = lambda: _lab("float32")  # noqa: E731
+    (ref, _), (jit, h_jit) = train_both(make, x, y, epochs=2, batch_size=64)
+    assert h_jit.history["accuracy"][-1] > 0.9
+    assert_allclose(jit.predict(x[:200]), ref.predict(x[:200]), atol=1e-4)
+    assert_array_equal(jit.predict_classes(x), ref.predict_classes(x))
+
+
+def _lab(dtype):
+    model = fcnet.Sequential([fcnet.Dense(300, "relu", input_dim=784), fcnet.Dense(10, "softmax")], seed=0,
+                             dtype=dtype)
+    model.compile(SGD(0.1), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class Losses(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_batch_end(self, batch, logs):
+        self.seen.append((batch, logs["loss"]))
+
+
+def test_every_step_reaches_the_callbacks_with_its_own_loss():
+    x, y = data(n=20_000)
+    runs = []
+    for engine in ("numpy", "numba"):
+        cb = Losses()
+        model_for(("relu",), "sgd", "float64").fit(x, y, epochs=1, batch_size=3, verbose=0, callbacks=[cb],
+                                                    engine=engine)
+        runs.append(cb.seen)
+    assert len(runs[1]) == 6667  # more steps than one compiled call takes
+    assert [b for b, _ in runs[1]] == list(range(6667))
+    assert_allclose([v for _, v in runs[1]], [v for _, v in runs[0]], rtol=1e-10)
+
+
+def test_a_diverging_step_stops_before_it_updates_anything():
+    x, y = data()
+    model = model_for(("relu",), "sgd", "float32")
+    model.optimizer.learning_rate = 1e30
+    with pytest.raises(fcnet.DivergenceError, match=r"at epoch 1, batch \d+ .*lower learning rate"):
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, engine="numba")
+    assert all(np.isfinite(p).all() for p in model.parameters)
+
+
+def test_learning_rate_changes_between_epochs_are_seen():
+    x, y = data()
+    make = lambda: model_for(("relu",), "sgd", "float64")  # noqa: E731
+    decay = lambda: [fcnet.training.LearningRateDecay(0.5)]  # noqa: E731
+    runs = [make().fit(x, y, epochs=3, batch_size=32, verbose=0, engine=e, callbacks=decay()) for e in
+            ("numpy", "numba")]
+    assert_allclose(runs[1].history["loss"], runs[0].history["loss"], rtol=1e-12)
+    assert runs[1].history["lr"] == [0.1, 0.05, 0.025]
+
+
+def test_auto_takes_numba_where_it_can_and_numpy_elsewhere():
+    x, y = data()
+    model = model_for(("relu",), "sgd", "float32")
+    assert choose_engine(model, y) == "numba"
+    mse = model_for(("relu",), "sgd", "float32", output="linear", loss="mse")
+    assert choose_engine(mse, np.eye(5)[y]) == "numpy"
+    assert mse.fit(x, np.eye(5)[y], epochs=1, verbose=0).engine == "numpy"
+    with pytest.raises(ValueError, match="engine 'numba' cannot train this model: only cross-entropy"):
+        mse.fit(x, np.eye(5)[y], epochs=1, verbose=0, engine="numba")
+    with pytest.raises(ValueError, match="engine must be one of auto, numpy, numba"):
+        model.fit(x, y, engine="cuda")
+
+
+def test_without_numba_auto_falls_back_and_numba_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fcnet.jit", None)  # with the attribute gone, importing it raises ImportError
+    monkeypatch.delattr(fcnet, "jit", raising=False)
+    x, y = data()
+    model = model_for(("relu",), "sgd", "float32")
+    assert model.fit(x, y, epochs=1, verbose=0).engine == "numpy"
+    with pytest.raises(ValueError, match=r"needs Numba: pip install 'fcnet\[fast\]'"):
+        train_epoch(model, x, y, 32, np.arange(len(x)), engine="numba")
