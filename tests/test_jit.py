@@ -147,6 +147,13 @@ def test_auto_takes_numba_where_it_can_and_numpy_elsewhere():
     with pytest.raises(ValueError, match="engine must be one of auto, numpy, numba"):
         model.fit(x, y, engine="cuda")
 
+    class MyReLU(fcnet.activations.ReLU):  # a subclass may change the formulas: not compiled
+        pass
+
+    custom = fcnet.Sequential([fcnet.Dense(4, MyReLU(), input_dim=20), fcnet.Dense(5, "softmax")])
+    custom.compile("sgd", "sparse_categorical_crossentropy")
+    assert choose_engine(custom, y) == "numpy"
+
 
 def test_without_numba_auto_falls_back_and_numba_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "fcnet.jit", None)  # with the attribute gone, importing it raises ImportError

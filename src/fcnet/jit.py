@@ -25,31 +25,39 @@ import math
 import numba
 import numpy as np
 
-from . import blas
+from . import activations, blas, losses, optimizers
+from .layers import Dense
 
 __all__ = ["unsupported", "Plan", "STEP_ROWS"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-_ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+_ACTIVATIONS = {activations.Linear: 0, activations.ReLU: 1, activations.LeakyReLU: 2, activations.Sigmoid: 3,
+                activations.Tanh: 4}
 _SGD, _MOMENTUM, _NESTEROV, _ADAM, _RMSPROP = range(5)
 STEP_ROWS = 8192  # rows per compiled call: progress callbacks run between calls
 
 
 def unsupported(model, y):
-    """Why ``model`` cannot train on targets ``y`` here (a short phrase), or ``None`` when it can."""
+    """Why ``model`` cannot train on targets ``y`` here (a short phrase), or ``None`` when it can.
+
+    Classes are matched exactly: a subclass may override the formulas this module transcribes.
+    """
     if not blas.AVAILABLE:
         return "NumPy's OpenBLAS was not found"
     if model.dtype not in (np.float32, np.float64):
         return f"dtype {model.dtype} is not compiled"
-    if model.loss.name not in ("sparse_categorical_crossentropy", "categorical_crossentropy") or y.ndim != 1:
+    if type(model.loss) not in (losses.SparseCategoricalCrossentropy, losses.CategoricalCrossentropy) or y.ndim != 1:
         return "only cross-entropy against integer labels is compiled"
-    if model.layers[-1].activation.name not in ("softmax", "linear"):
-        return f"output activation {model.layers[-1].activation.name!r} is not compiled"
-    for layer in model.layers[:-1]:
-        if layer.activation.name not in _ACTIVATIONS:
-            return f"hidden activation {layer.activation.name!r} is not compiled"
-    if model.optimizer.name not in ("sgd", "adam", "rmsprop"):
-        return f"optimizer {model.optimizer.name!r} is not compiled"
+    for i, layer in enumerate(model.layers):
+        act, last = layer.activation, i == len(model.layers) - 1
+        if type(layer) is not Dense:
+            return f"layer type {type(layer).__name__} is not compiled"
+        if last and type(act) not in (activations.Softmax, activations.Linear):
+            return f"output activation {act.name!r} is not compiled"
+        if not last and type(act) not in _ACTIVATIONS:
+            return f"hidden activation {act.name!r} is not compiled"
+    if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam, optimizers.RMSprop):
+        return f"optimizer {type(model.optimizer).__name__} is not compiled"
     return None
 
 
@@ -78,7 +86,7 @@ class Plan:
         self.weight_grads = tuple(layer.grads["W"] for layer in layers)
         self.flat_params = tuple(p.reshape(-1) for p in model.parameters)
         self.flat_grads = tuple(layer.grads[k].reshape(-1) for layer in layers for k in ("W", "b"))
-        self.codes = np.array([_ACTIVATIONS.get(layer.activation.name, 0) for layer in layers], dtype=np.int64)
+        self.codes = np.array([_ACTIVATIONS.get(type(layer.activation), 0) for layer in layers], dtype=np.int64)
         self.alphas = np.array([getattr(layer.activation, "alpha", 0.0) for layer in layers], dtype=dtype)
         c = opt.get_config()
         if opt.name == "sgd":

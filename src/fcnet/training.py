@@ -236,6 +236,7 @@ def _numpy_steps(model, x, y, batch_size, order):
 def _numba_steps(model, x, y, batch_size, order):
     """The same steps, compiled (:mod:`fcnet.jit`), run a few thousand rows per call; yields like the above.
 
+    The compiled code is loaded (or, the first time, compiled) here, before the caller starts its clock.
     A non-finite loss ends a call early; that step is yielded too, so the caller raises as for NumPy.
     """
     from .jit import STEP_ROWS, Plan
@@ -243,11 +244,16 @@ def _numba_steps(model, x, y, batch_size, order):
     plan, n = Plan(model, batch_size, x.dtype), len(x)
     steps, per_call = math.ceil(n / batch_size), max(1, STEP_ROWS // batch_size)
     losses, hits = np.empty(per_call), np.empty(per_call, dtype=np.int64)
-    for first in range(0, steps, per_call):
-        last = min(first + per_call, steps)
-        done = plan.run(x, y, order, first, last, losses, hits)
-        for i in range(min(done + 1, last - first)):
-            yield min(batch_size, n - (first + i) * batch_size), float(losses[i]), int(hits[i])
+    plan.run(x, y, order, 0, 0, losses, hits)  # zero steps: only loads the code
+
+    def run():
+        for first in range(0, steps, per_call):
+            last = min(first + per_call, steps)
+            done = plan.run(x, y, order, first, last, losses, hits)
+            for i in range(min(done + 1, last - first)):
+                yield min(batch_size, n - (first + i) * batch_size), float(losses[i]), int(hits[i])
+
+    return run()
 
 
 def train_epoch(model, x, y, batch_size, order, epoch=0, callbacks=(), engine="auto"):
