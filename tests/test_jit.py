@@ -163,3 +163,16 @@ def test_without_numba_auto_falls_back_and_numba_says_how_to_install(monkeypatch
     assert model.fit(x, y, epochs=1, verbose=0).engine == "numpy"
     with pytest.raises(ValueError, match=r"needs Numba: pip install 'fcnet\[fast\]'"):
         train_epoch(model, x, y, 32, np.arange(len(x)), engine="numba")
+
+
+def test_indices_the_compiled_loop_would_not_check_are_refused():
+    x, y = data()
+    model = model_for(("relu",), "sgd", "float32")
+    order = np.arange(len(x))
+    for bad_order in (order + 1, order - 1, order.astype(float), order.reshape(-1, 1)):
+        with pytest.raises(ValueError, match=r"order must be a 1-D array of row indices in 0\.\.329"):
+            train_epoch(model, x, y, 32, bad_order, engine="numba")
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.4, found 0\.\.5"):
+        train_epoch(model, x, np.where(y == 4, 5, y), 32, order, engine="numba")
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 20\)"):
+        train_epoch(model, x[:, :10], y, 32, order, engine="numba")

@@ -241,7 +241,15 @@ def _numba_steps(model, x, y, batch_size, order):
     """
     from .jit import STEP_ROWS, Plan
 
-    plan, n = Plan(model, batch_size, x.dtype), len(x)
+    n = len(x)
+    # Compiled code does not check bounds: what NumPy would refuse with an IndexError is refused here.
+    if x.ndim != 2 or x.shape[1] != model.input_dim or len(y) != n:
+        raise ValueError(f"x must have shape (n, {model.input_dim}) and y n entries, got {x.shape} and {len(y)}")
+    if order.ndim != 1 or order.dtype.kind not in "iu" or (order.size and (order.min() < 0 or order.max() >= n)):
+        raise ValueError(f"order must be a 1-D array of row indices in 0..{n - 1}")
+    if n and (y.min() < 0 or y.max() >= model.output_dim):
+        raise ValueError(f"labels must lie in 0..{model.output_dim - 1}, found {y.min()}..{y.max()}")
+    plan = Plan(model, batch_size, x.dtype)
     steps, per_call = math.ceil(n / batch_size), max(1, STEP_ROWS // batch_size)
     losses, hits = np.empty(per_call), np.empty(per_call, dtype=np.int64)
     plan.run(x, y, order, 0, 0, losses, hits)  # zero steps: only loads the code
