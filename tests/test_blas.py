@@ -15,7 +15,7 @@ def test_numpys_own_openblas_is_found():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("available", [True, False])
-def test_axpy_axpby_gemm_match_numpy(dtype, available, monkeypatch):
+def test_axpy_axpby_match_numpy(dtype, available, monkeypatch):
     monkeypatch.setattr(blas, "AVAILABLE", available and blas.AVAILABLE)
     rng = np.random.default_rng(0)
     y, x = rng.normal(size=(300, 40)).astype(dtype), rng.normal(size=(300, 40)).astype(dtype)
@@ -24,13 +24,6 @@ def test_axpy_axpby_gemm_match_numpy(dtype, available, monkeypatch):
     assert_allclose(blas.axpy(y, x, 0.3), expected, rtol=tol, atol=tol)
     expected = -0.5 * x + 0.9 * y
     assert_allclose(blas.axpby(y, x, -0.5, 0.9), expected, rtol=tol, atol=tol)
-    a, b, c = rng.normal(size=(4, 300)).astype(dtype), rng.normal(size=(4, 40)).astype(dtype), y
-    expected = c - 0.1 * a.T @ b
-    lazy = blas.LazyMatmul(a, b)
-    assert lazy.shape == (300, 40)
-    assert_allclose(np.asarray(lazy), a.T @ b, rtol=tol)
-    assert_allclose(lazy.add_to(c, -0.1), expected, rtol=tol, atol=tol)
-    assert_allclose(blas.gemm(2.0, a.T.copy(), b, np.zeros((300, 40), dtype)), 2 * a.T @ b, rtol=tol, atol=tol)
 
 
 def test_non_contiguous_operands_fall_back_to_numpy():
@@ -57,7 +50,7 @@ def test_training_with_and_without_blas_agrees(optimizer, monkeypatch):
         assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_plain_sgd_step_folds_the_weight_gradient_into_one_gemm():
+def test_a_plain_sgd_step_leaves_its_own_gradients_behind():
     x, y = synthetic_images(64, np.random.default_rng(1))
     x = x.reshape(64, -1)
     model = fcnet.Sequential([fcnet.Dense(16, "tanh", input_dim=784), fcnet.Dense(10, "softmax")],
@@ -65,7 +58,7 @@ def test_plain_sgd_step_folds_the_weight_gradient_into_one_gemm():
     model.compile(fcnet.SGD(lr=0.5), "sparse_categorical_crossentropy")
     before = model.get_weights()
     _, grads = model.loss_and_gradients(x, y)
-    model.train_on_batch(model._to_float(x), y)
-    assert isinstance(model.layers[0].weight_gradient, blas.LazyMatmul)
-    for w0, g, w1 in zip(before, grads, model.parameters):
+    model.train_on_batch(model.to_float(x), y)
+    for w0, g, w1, live in zip(before, grads, model.parameters, model.gradients):
         assert_allclose(w1, w0 - 0.5 * g, rtol=1e-12, atol=1e-15)
+        assert_array_equal(live, g)  # model.gradients is this step's, never stale

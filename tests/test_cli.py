@@ -90,10 +90,10 @@ def test_predict_images(idx_dir, tmp_path):
         (["--lr", "-1"], "argument --lr: '-1': must be a number > 0"),
         (["--batch-size", "0"], "argument --batch-size: '0': must be an integer ≥ 1"),
         (["--activation", "swish"], "argument --activation: invalid choice: 'swish'"),
-        (["--hidden", "300,x"], "hidden sizes are integers ≥ 1"),
+        (["--hidden", "300,x"], "must be integers ≥ 1 separated by commas"),
         (["--validation-split", "1"], "must be in [0, 1)"),
-        (["--dataset", "cifar"], "choose from mnist, fashion-mnist, kmnist or idx:DIR"),
-        (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to --optimizer sgd only"),
+        (["--dataset", "cifar"], "must be one of mnist, fashion-mnist, kmnist or idx:DIR"),
+        (["--optimizer", "adam", "--momentum", "0.9"], "momentum applies to optimizer sgd only"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, message, idx_dir):
@@ -123,9 +123,8 @@ def test_python_m_and_version():
 
 
 def test_train_defaults_are_the_seed_lab():
-    from fcnet.cli import build_parser
+    from fcnet import TrainConfig
 
-    args = build_parser().parse_args(["train"])
-    assert (args.dataset, args.hidden, args.activation, args.optimizer, args.lr, args.batch_size, args.epochs,
-            args.seed) == ("mnist", [300], "relu", "sgd", 0.1, 64, 20, 0)
-    assert np.isclose(args.lr, 0.1)
+    c = TrainConfig()
+    assert (c.dataset, c.hidden, c.activation, c.optimizer, c.lr, c.batch_size, c.epochs, c.seed) == (
+        "mnist", (300,), "relu", "sgd", 0.1, 64, 20, 0)

@@ -4,6 +4,7 @@ from numpy.testing import assert_array_equal
 
 import fcnet
 from fcnet import plots
+from fcnet.records import RunMetrics
 
 NAMES = ["zero", "one", "two"]
 
@@ -34,7 +35,8 @@ def test_prediction_grid_captions_and_marks_mistakes_in_red():
 
 def test_learning_curves_overlay_runs_with_train_and_validation_lines():
     h1 = {"loss": [1.0, 0.5], "accuracy": [0.6, 0.8], "val_loss": [1.1, 0.7], "val_accuracy": [0.5, 0.7]}
-    h2 = {"epochs": [{"loss": 0.9, "accuracy": 0.7, "val_loss": None, "val_accuracy": None}]}
+    h2 = RunMetrics({}, "4-2", 1, [{"epoch": 1, "loss": 0.9, "accuracy": 0.7, "val_loss": None,
+                                    "val_accuracy": None}], 1.0, "numpy", {})
     fig = plots.learning_curves([h1, h2], labels=["a", "b"])
     loss_ax, acc_ax = fig.axes
     assert [line.get_label() for line in loss_ax.lines] == ["a train", "a validation", "b train"]

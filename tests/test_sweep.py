@@ -41,7 +41,11 @@ def test_grid_random_and_identity():
     fixed, grid, random = {"epochs": 2}, {"hidden": ["32", "64"], "seed": [0, 1]}, {}
     assert len(trials(fixed, grid, random)) == 4
     # the identity is the parsed configuration: "64" and 64 are the same trial, output paths do not count
-    assert parse_trial({"hidden": "64", "epochs": 2})[0] == parse_trial({"hidden": 64, "epochs": "2", "out": "x"})[0]
+    assert parse_trial({"hidden": "64", "epochs": 2})[0] == parse_trial({"hidden": 64, "epochs": "2"})[0]
+    # where the data is read from is not part of what is learned
+    assert parse_trial({"hidden": "64"})[0] == parse_trial({"hidden": "64", "data_dir": "/elsewhere"})[0]
+    with pytest.raises(FcnetError, match="unknown setting 'out'"):
+        parse_trial({"hidden": "64", "out": "x"})
     assert parse_trial({"hidden": "64"})[0] != parse_trial({"hidden": "64", "seed": 1})[0]
     # a setting left at fcnet train's default is the same trial as one that never mentions it
     assert parse_trial({"hidden": "64", "lr_decay": 1.0})[0] == parse_trial({"hidden": "64"})[0]

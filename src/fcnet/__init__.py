@@ -4,21 +4,27 @@
 >>> model = fcnet.Sequential([fcnet.Dense(300, activation="relu", input_dim=784),
 ...                           fcnet.Dense(10, activation="softmax")], seed=0)
 >>> model.compile(optimizer=fcnet.SGD(lr=0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+A whole run, exactly as ``fcnet train`` does it::
+
+    result = fcnet.train_run(fcnet.TrainConfig(dataset="fashion-mnist", hidden=(256, 128), optimizer="adam",
+                                               lr=1e-3), out="runs/adam")
 """
 
 from . import activations, datasets, initializers, losses, optimizers
+from .config import TrainConfig
 from .errors import ChecksumError, DataError, DataNotFoundError, DivergenceError, FcnetError
 from .layers import Dense
-from .model import Evaluation, Sequential
+from .model import Evaluation, Sequential, load_model
 from .optimizers import SGD, Adam, RMSprop
-from .serialization import load_model
+from .run import RunResult, train_run
 from .training import Callback, History, LearningRateDecay
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Sequential", "Dense", "SGD", "Adam", "RMSprop", "load_model", "History", "Callback", "LearningRateDecay",
-    "Evaluation",
+    "Evaluation", "TrainConfig", "train_run", "RunResult",
     "FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError",
     "activations", "datasets", "initializers", "losses", "optimizers",
 ]

@@ -6,7 +6,9 @@ softmax Jacobian — so a layer keeps ``a`` only and, while training, applies
 the activation in place over ``z`` (``forward(z, out=z)``), saving a buffer
 and a pass over memory per layer. ``backward(da, a)`` returns
 ``dz = da ⊙ f'(z)`` (for softmax the Jacobian-vector product) and may
-overwrite ``da``, which the layer owns. See ``docs/backprop.md``.
+overwrite ``da``, which the layer owns. See ``docs/backprop.md``. The compiled
+engine's copies of these formulas are ``fcnet.jit._activate`` (forward, for
+linear, ReLU, leaky ReLU, sigmoid, tanh) and ``fcnet.jit._derivative`` (backward).
 """
 
 import numpy as np

@@ -1,13 +1,13 @@
 """BLAS calls NumPy does not expose, made into the very library NumPy's ``matmul`` uses.
 
 NumPy has no in-place ``y ← αx + βy``: ``p -= lr * g`` costs a temporary and
-three passes over memory. BLAS has it (AXPY, AXPBY), as it has
-``C ← αAB + C`` (GEMM with ``β = 1``), which lets plain SGD add ``−lr·xᵀδ``
-straight into ``W`` without ever writing the gradient (:class:`LazyMatmul`). Both are called through ``ctypes``
-in NumPy's own OpenBLAS — not SciPy's, whose second thread pool would fight
-NumPy's for the cores. Where that library cannot be found (a NumPy built
-against another BLAS), :data:`AVAILABLE` is False and callers use the NumPy
-expressions, which stay the reference (tests compare the two).
+three passes over memory. BLAS has it (AXPY, AXPBY), called here through
+``ctypes`` in NumPy's own OpenBLAS — not SciPy's, whose second thread pool
+would fight NumPy's for the cores. The compiled engine (:mod:`fcnet.jit`)
+calls that library's GEMM the same way, through :func:`function`. Where the
+library cannot be found (a NumPy built against another BLAS),
+:data:`AVAILABLE` is False and callers use the NumPy expressions, which stay
+the reference (tests compare the two).
 """
 
 import ctypes
@@ -16,9 +16,9 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "axpy", "axpby", "gemm", "LazyMatmul"]
+__all__ = ["AVAILABLE", "axpy", "axpby", "function", "ROW_MAJOR", "NO_TRANS", "TRANS"]
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enum values for the layout and transpose arguments
 
 
 def _find():
@@ -56,6 +56,17 @@ _FUNCTIONS = {} if os.environ.get("FCNET_NO_BLAS") else _find()
 AVAILABLE = bool(_FUNCTIONS)
 
 
+def function(name, dtype):
+    """The ``ctypes`` function ``cblas_{s,d}{name}`` (``"gemm"``, ``"axpy"``, ``"axpby"``) for ``dtype``.
+
+    Raises
+    ------
+    KeyError
+        When :data:`AVAILABLE` is False or ``dtype`` is not float32/float64.
+    """
+    return _FUNCTIONS[(name, np.dtype(dtype))]
+
+
 _MIN_SIZE = 8192  # below this a ctypes call costs more than NumPy's temporary
 
 
@@ -82,46 +93,3 @@ def axpby(y, x, alpha, beta):
         return y
     _FUNCTIONS[("axpby", y.dtype)](y.size, alpha, x.ctypes.data, 1, beta, y.ctypes.data, 1)
     return y
-
-
-class LazyMatmul:
-    """The matrix ``aᵀ b``, not computed: a weight gradient ``xᵀδ`` an optimizer may fold into its update.
-
-    Parameters
-    ----------
-    a : ndarray, shape (k, m)
-    b : ndarray, shape (k, n)
-    """
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    @property
-    def shape(self):
-        return self.a.shape[1], self.b.shape[1]
-
-    def add_to(self, c, alpha):
-        """``c += alpha * aᵀ b`` in place, as one GEMM."""
-        return gemm(alpha, self.a, self.b, c, trans_a=True)
-
-    def __array__(self, dtype=None, copy=None):
-        return np.asarray(self.a.T @ self.b, dtype=dtype)
-
-
-def gemm(alpha, a, b, c, trans_a=False):
-    """``c += alpha * op(a) @ b`` in place, with ``op(a) = aᵀ`` when ``trans_a``; C-contiguous operands.
-
-    Parameters
-    ----------
-    a : ndarray, shape (k, m) if ``trans_a`` else (m, k)
-    b : ndarray, shape (k, n)
-    c : ndarray, shape (m, n)
-    """
-    if not _usable(a, b, c):
-        c += alpha * ((a.T if trans_a else a) @ b)
-        return c
-    m, n = c.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    _FUNCTIONS[("gemm", c.dtype)](_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _NO_TRANS, m, n, k, alpha,
-                                  a.ctypes.data, a.shape[1], b.ctypes.data, n, 1.0, c.ctypes.data, n)
-    return c

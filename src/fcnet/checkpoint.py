@@ -1,6 +1,6 @@
 """Checkpoints: everything a run needs to continue exactly where it stopped.
 
-A checkpoint is a model file (:mod:`fcnet.serialization`: weights, optimizer
+A checkpoint is a model file (:meth:`fcnet.model.Sequential.save`: weights, optimizer
 state with Adam's moments and step count) whose JSON also holds the epoch
 reached, the metrics so far, the generator's state and the run's settings.
 :class:`Checkpoint` writes one at the end of every epoch, atomically, so a
@@ -9,7 +9,8 @@ restores the generator, so the remaining epochs draw the same permutations and
 end with the same weights, bit for bit, as a run that was never interrupted.
 """
 
-from .serialization import load_model, save_model
+from .errors import DataError
+from .model import load_model
 from .training import Callback
 
 __all__ = ["Checkpoint", "load_checkpoint", "CHECKPOINT"]
@@ -24,7 +25,7 @@ class Checkpoint(Callback):
     ----------
     folder : Path
     settings : dict
-        The run's settings (JSON), stored so that a resume needs nothing else.
+        The run's settings (``TrainConfig.to_dict()``), stored so that a resume needs nothing else.
     history : dict of lists, optional
         Metrics of epochs before this ``fit`` (when resuming).
     """
@@ -39,7 +40,7 @@ class Checkpoint(Callback):
             self.history.setdefault(key, []).append(value)
         extra = {"epoch": epoch + 1, "history": self.history, "settings": self.settings,
                  "rng_state": self.model.rng.bit_generator.state}
-        save_model(self.model, self.path, extra=extra)
+        self.model.save(self.path, extra=extra)
 
 
 def load_checkpoint(folder):
@@ -51,8 +52,6 @@ def load_checkpoint(folder):
     DataError
         No checkpoint there, or not a readable one.
     """
-    from .errors import DataError
-
     path = folder / CHECKPOINT
     if not path.is_file():
         raise DataError(f"{folder}: no {CHECKPOINT} to resume from")

@@ -1,19 +1,27 @@
 """The ``fcnet`` command line: its flags, their checks, and the exit codes (the subcommands live in commands.py).
 
+``fcnet train`` and ``fcnet compare`` take one flag per :class:`~fcnet.config.TrainConfig` field, built
+from the dataclass (its check, its help, its default), and map them to a config and nothing else.
+
 Results go to stdout, progress and messages to stderr. Exit codes: 0 success,
 1 runtime error (one line: data not found offline, checksum mismatch, a bad
 file, a diverged run), 2 usage error, 130 interrupted.
 """
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
 from pathlib import Path
 
-from . import activations, datasets, losses, optimizers
-from .commands import COMMANDS, Interrupted, UsageError
-from .errors import FcnetError
+from . import datasets
+from .commands import COMMANDS, COMPARE_EPOCHS, UsageError
+from .config import TrainConfig
+from .errors import FcnetError, RunInterrupted
+from .records import PREPARATIONS
+from .run import RESUMABLE
+from .sweep import bundled_sweeps
 
 __all__ = ["main", "build_parser"]
 
@@ -36,75 +44,81 @@ def _number(kind, test, what):
 
 positive_int = _number(int, lambda v: v >= 1, "an integer ≥ 1")
 positive_float = _number(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
-fraction = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
-non_negative_int = _number(int, lambda v: v >= 0, "an integer ≥ 0")
 
 
-def hidden_sizes(text):
-    """``"256,128"`` → ``[256, 128]``; ``""`` or ``"none"`` → no hidden layer."""
-    if text.strip().lower() in ("", "none"):
-        return []
-    try:
-        return [positive_int(part) for part in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text!r}: hidden sizes are integers ≥ 1 separated by commas") from None
+def _setting(field):
+    """The argparse type of a :class:`TrainConfig` field (or its name): its check, its message as a usage error."""
+    field = FIELDS.get(field, field)
+    check = field.metadata["check"]
 
-
-def dataset_name(text):
-    if text in datasets.NAMES or (text.startswith("idx:") and len(text) > 4):
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(datasets.NAMES)} or idx:DIR")
+    def parse(text):
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    parse.__name__ = field.name  # argparse names the type in some messages
+    return parse
 
 
 # -- the parser -----------------------------------------------------------------------------------------------
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+NETWORK = ("hidden", "activation", "seed")
+TRAINING = ("dataset", "optimizer", "lr", "momentum", "batch_size", "epochs", "dtype", "data_dir", "limit", "engine")
+
+
+def _config_flags(parser, names, defaults=None):
+    """``--name`` flags for the TrainConfig fields ``names``. Their default is None (= not given): the
+    config's own defaults apply, and ``--resume`` can tell which flags were given."""
+    defaults = {**TrainConfig().to_dict(), **(defaults or {})}
+    for name in names:
+        f, default = FIELDS[name], defaults[name]
+        choices = getattr(f.metadata["check"], "choices", None)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, choices=choices,
+                            type=None if choices else _setting(f),
+                            help=f"{f.metadata['help']} (default: {shown})")
+
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="fcnet", description="Fully-connected networks with hand-written backprop.")
     parser.add_argument("--version", action="version", version=f"fcnet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _network_flags(train)
-    _training_flags(train)
-    train.add_argument("--loss", choices=losses.NAMES, default="sparse_categorical_crossentropy",
-                       help="loss on a softmax output")
-    train.add_argument("--lr-decay", type=_number(float, lambda v: 0 < v <= 1, "in (0, 1]"), default=1.0,
-                       help="multiply the learning rate by this after every epoch")
-    train.add_argument("--validation-split", type=fraction, default=0.0)
+    train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)")
+    _config_flags(train, (*NETWORK, *TRAINING, "loss", "lr_decay", "validation_split"))
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     train.add_argument("--no-figures", action="store_true", help="with --out, skip the PNG figures")
     train.add_argument("--resume", type=Path, metavar="DIR",
-                       help="continue the run checkpointed in DIR (by --out) with its own settings")
+                       help="continue the run checkpointed in DIR with its own settings (only "
+                            f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} may change)")
 
-    compare = sub.add_parser("compare", help="train the same network in fcnet and other frameworks, side by side",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    compare = sub.add_parser("compare", help="train the same network in fcnet and other frameworks, side by side")
     compare.add_argument("--framework", type=framework_list, default=["torch", "keras"], metavar="NAME[,NAME...]",
-                         help="frameworks to compare with fcnet: torch, keras")
-    _network_flags(compare)
-    _training_flags(compare, epochs=5)
+                         help="frameworks to compare with fcnet: torch, keras (default: torch,keras)")
+    _config_flags(compare, (*NETWORK, *TRAINING), defaults={"epochs": COMPARE_EPOCHS})
 
     evaluate = sub.add_parser("evaluate", help="test loss and accuracy of a saved model")
     evaluate.add_argument("model", type=Path)
-    evaluate.add_argument("--dataset", type=dataset_name, default="mnist")
+    evaluate.add_argument("--dataset", type=_setting("dataset"),
+                          help="data set to test on (default: the one the model was trained on)")
     evaluate.add_argument("--data-dir")
 
     predict = sub.add_parser("predict", help="classify image files with a saved model")
     predict.add_argument("model", type=Path)
     predict.add_argument("images", type=Path, nargs="+")
-    predict.add_argument("--style", choices=["auto", "digits", "fit"], default="auto",
+    predict.add_argument("--style", choices=["auto", *PREPARATIONS], default="auto",
                          help="digits: crop, scale to 20x20 and centre by mass like MNIST; fit: resize the whole "
-                              "picture; auto: digits for mnist and kmnist models, fit otherwise")
+                              "picture; auto: the model's own (digits for mnist and kmnist models, fit otherwise)")
 
     summary = sub.add_parser("summary", help="print a saved model's layers and parameter counts")
     summary.add_argument("model", type=Path)
 
     check = sub.add_parser("gradcheck", help="prove the backward pass: finite differences, and PyTorch if installed",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _network_flags(check)
-    check.add_argument("--loss", choices=losses.NAMES, default="sparse_categorical_crossentropy")
+    _config_flags(check, ("hidden", "activation", "seed", "loss"))
     check.add_argument("--inputs", type=positive_int, default=784, help="input width")
     check.add_argument("--classes", type=positive_int, default=10)
     check.add_argument("--batch-size", type=positive_int, default=8)
@@ -113,7 +127,8 @@ def build_parser():
     check.add_argument("--no-torch", action="store_true", help="skip the PyTorch cross-check")
 
     sweep = sub.add_parser("sweep", help="run a TOML sweep of training runs on Dask, recorded in SQLite")
-    sweep.add_argument("spec", type=Path, help="the sweep file (see examples/sweeps/)")
+    sweep.add_argument("spec", help="the sweep file, or the name of one shipped with fcnet: "
+                                    f"{', '.join(bundled_sweeps())}")
     sweep.add_argument("--out", type=Path, required=True, help="the sweep folder: trials/, runs.sqlite, outputs")
     sweep.add_argument("--scheduler", metavar="tcp://HOST:8786", help="an existing Dask cluster (default: local)")
     sweep.add_argument("--workers", type=positive_int, help="local worker processes (default: one per core)")
@@ -150,28 +165,6 @@ def build_parser():
     return parser
 
 
-def _network_flags(parser):
-    parser.add_argument("--hidden", type=hidden_sizes, default=[300], metavar="N[,N...]",
-                        help="hidden layer widths, e.g. 256,128,64,64")
-    parser.add_argument("--activation", choices=activations.NAMES, default="relu", help="hidden-layer activation")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
-
-
-def _training_flags(parser, epochs=20):
-    parser.add_argument("--dataset", type=dataset_name, default="mnist", help="data set name or idx:DIR")
-    parser.add_argument("--optimizer", choices=optimizers.NAMES, default="sgd")
-    parser.add_argument("--lr", type=positive_float, default=0.1, help="learning rate")
-    parser.add_argument("--momentum", type=fraction, default=0.0, help="SGD momentum")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--epochs", type=positive_int, default=epochs)
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--data-dir", help="folder searched first for the data set (default $FCNET_DATA)")
-    parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
-    parser.add_argument("--engine", choices=["auto", "numpy", "numba"], default="auto",
-                        help="numba: the compiled training loop (fcnet[fast]); numpy: the reference; auto: numba "
-                             "when installed and it covers the model")
-
-
 def framework_list(text):
     names = [name.strip() for name in text.split(",") if name.strip()]
     from .compare import RUNNERS
@@ -204,7 +197,7 @@ def main(argv=None):
     except (FcnetError, ValueError) as exc:
         print(f"fcnet: error: {exc}", file=sys.stderr)
         return 1
-    except Interrupted as exc:
+    except RunInterrupted as exc:
         print(f"fcnet: {exc}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .engines import make_engine
 from .training import train_epoch
 
 __all__ = ["FcnetRunner", "TorchRunner", "KerasRunner", "RUNNERS", "make_runner", "NotInstalled"]
@@ -23,7 +24,8 @@ class NotInstalled(Exception):
 
 
 class FcnetRunner:
-    """fcnet itself, through its ordinary training loop; ``engine`` as in :func:`fcnet.training.choose_engine`."""
+    """fcnet itself, through its ordinary training loop; ``engine`` as in :func:`fcnet.engines.choose_engine`,
+    chosen and built at the first epoch (it needs the targets) and kept, as ``fit`` does."""
 
     name = "fcnet"
 
@@ -32,7 +34,9 @@ class FcnetRunner:
 
     def train_epoch(self, x, y, order):
         """Train one epoch over ``x[order]``; returns (seconds, mean batch loss)."""
-        logs = train_epoch(self.model, x, y, self.batch_size, order, engine=self.engine)
+        if isinstance(self.engine, str):
+            self.engine = make_engine(self.model, y, self.batch_size, x.dtype, self.engine)
+        logs = train_epoch(self.engine, x, y, order)
         return logs["epoch_seconds"], logs["loss"]
 
     def evaluate(self, x, y):

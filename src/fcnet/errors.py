@@ -4,7 +4,7 @@ Every error the command line reports as a one-line message (exit code 1) is a
 subclass of :class:`FcnetError`; anything else is a bug.
 """
 
-__all__ = ["FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError"]
+__all__ = ["FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError", "RunInterrupted"]
 
 
 class FcnetError(Exception):
@@ -25,3 +25,7 @@ class ChecksumError(DataError):
 
 class DivergenceError(FcnetError):
     """Training produced a NaN or infinite loss."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fcnet.run.train_run`, after what could be saved was saved; the message says what."""

@@ -61,7 +61,7 @@ def parameter_names(model):
 
 def _loss(model, x, y):
     """The mean batch loss in the model's own precision (``evaluate`` would round it to a float)."""
-    loss_input, _ = model._forward(x, training=False)
+    loss_input, _ = model.forward(x, training=False)
     return model.loss.per_example(loss_input, y).mean()
 
 
@@ -90,7 +90,7 @@ def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE):
     x = x / 255.0 if x.dtype == np.uint8 else np.asarray(x, dtype=np.float64)
     _, grads = model.astype("float64").loss_and_gradients(x, y)
     wide = model.astype(np.longdouble)
-    x_wide, y = x.astype(np.longdouble).reshape(len(x), -1), wide._check_y(y, len(x))
+    x_wide, y = x.astype(np.longdouble).reshape(len(x), -1), wide.check_targets(y, len(x))
     step = np.longdouble(eps)
     rng = np.random.default_rng(seed)
     result = GradcheckResult()

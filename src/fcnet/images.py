@@ -15,9 +15,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["load_image", "decode_image", "mnist_style", "fit", "MAX_PIXELS", "DIGIT_SETS"]
-
-DIGIT_SETS = ("mnist", "kmnist")  # drawn characters: prepared the MNIST way
+__all__ = ["load_image", "decode_image", "mnist_style", "fit", "MAX_PIXELS"]
 
 MAX_PIXELS = 4096 * 4096  # larger images are refused before they are decoded (decompression bombs)
 

@@ -1,4 +1,4 @@
-"""The training epoch compiled with Numba: the same steps as the NumPy loop, with no Python between them.
+"""The compiled engine: the NumPy engine's steps compiled with Numba, with no Python between them.
 
 At batch 8 a step of the 784-300-10 network is ~100 µs in NumPy, and half of
 that is the cost of ~30 Python-level NumPy calls, not arithmetic. This module
@@ -12,7 +12,8 @@ The matrix products are made by NumPy's own OpenBLAS, through the ``ctypes``
 functions of :mod:`fcnet.blas`, passed in as arguments so the compiled code
 can be cached on disk. The NumPy classes (``layers``, ``losses``,
 ``optimizers``) stay the reference: the formulas here are theirs, written out
-per element, and the tests train both ways and compare (``float64`` to 1e-10).
+per element (each names its reference), and ``tests/test_engines.py`` runs the
+contract of :mod:`fcnet.engines` on both and compares them (``float64`` to 1e-12).
 Only what it covers is compiled — Dense layers with linear, ReLU, leaky ReLU,
 sigmoid or tanh hidden activations, a softmax (or logits) output with
 cross-entropy against integer labels, SGD (plain, momentum, Nesterov), Adam
@@ -26,15 +27,27 @@ import numba
 import numpy as np
 
 from . import activations, blas, losses, optimizers
+from .blas import NO_TRANS, ROW_MAJOR, TRANS
+from .engines import Engine, Step
 from .layers import Dense
 
-__all__ = ["unsupported", "Plan", "STEP_ROWS"]
+__all__ = ["unsupported", "NumbaEngine", "STEP_ROWS", "HYPER"]
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _ACTIVATIONS = {activations.Linear: 0, activations.ReLU: 1, activations.LeakyReLU: 2, activations.Sigmoid: 3,
                 activations.Tanh: 4}
 _SGD, _MOMENTUM, _NESTEROV, _ADAM, _RMSPROP = range(5)
 STEP_ROWS = 8192  # rows per compiled call: progress callbacks run between calls
+
+
+def HYPER(dtype):
+    """The record of an optimizer's hyper-parameters, in the model's float type (so float32 stays float32).
+
+    ``one`` and ``zero`` (typed constants); ``lr``; ``h1, h2`` = momentum (SGD), ``beta_1, beta_2``
+    (Adam) or ``rho`` (RMSprop), with ``g1 = 1 − h1`` and ``g2 = 1 − h2``; ``epsilon``; and, rewritten
+    every step, Adam's bias-corrected step size ``step`` and ``inv_c2 = 1 / (1 − beta_2^t)``.
+    """
+    names = ("one", "zero", "lr", "h1", "g1", "h2", "g2", "epsilon", "step", "inv_c2")
+    return np.dtype([(name, dtype) for name in names])
 
 
 def unsupported(model, y):
@@ -61,22 +74,25 @@ def unsupported(model, y):
     return None
 
 
-class Plan:
-    """Everything the compiled steps need for one model and batch size, gathered once per epoch.
+class NumbaEngine(Engine):
+    """The compiled engine: everything the compiled steps need for one model and batch size, gathered once.
 
     Parameters
     ----------
     model : Sequential
         Compiled, built, and accepted by :func:`unsupported`.
     batch_size : int
-    x_dtype : numpy.dtype
-        ``uint8`` inputs are scaled by 1/255, as in ``Sequential._to_float``.
+    x_dtype, y_dtype : numpy.dtype
+        Of the inputs (``uint8`` ones are scaled by 1/255, as in :meth:`fcnet.model.Sequential.to_float`)
+        and the labels: the code for them is loaded (or compiled) here, not in the first epoch.
     """
 
-    def __init__(self, model, batch_size, x_dtype):
+    name = "numba"
+
+    def __init__(self, model, batch_size, x_dtype, y_dtype=np.intp):
         dtype, opt, layers = model.dtype, model.optimizer, model.layers
         self.model, self.batch_size = model, batch_size
-        self.gemm = blas._FUNCTIONS[("gemm", dtype)]
+        self.gemm = blas.function("gemm", dtype)
         self.scale = dtype.type(1 / 255 if x_dtype == np.uint8 else 1)
         # Activations: buffer l is the input of layer l, buffer l + 1 its output; deltas likewise per layer.
         widths = [layers[0].input_dim] + [layer.units for layer in layers]
@@ -85,7 +101,7 @@ class Plan:
         self.weights = tuple(layer.params["W"] for layer in layers)
         self.weight_grads = tuple(layer.grads["W"] for layer in layers)
         self.flat_params = tuple(p.reshape(-1) for p in model.parameters)
-        self.flat_grads = tuple(layer.grads[k].reshape(-1) for layer in layers for k in ("W", "b"))
+        self.flat_grads = tuple(g.reshape(-1) for g in model.gradients)
         self.codes = np.array([_ACTIVATIONS.get(type(layer.activation), 0) for layer in layers], dtype=np.int64)
         self.alphas = np.array([getattr(layer.activation, "alpha", 0.0) for layer in layers], dtype=dtype)
         c = opt.get_config()
@@ -93,45 +109,69 @@ class Plan:
             self.rule = _NESTEROV if opt.nesterov else _MOMENTUM if opt.momentum else _SGD
             h1, h2 = c["momentum"], 0.0
             velocity = self.flat_grads if self.rule == _SGD else tuple(
-                opt._state(p)["velocity"].reshape(-1) for p in model.parameters)
+                opt.slots(p)["velocity"].reshape(-1) for p in model.parameters)
             self.slots = (velocity, velocity)  # the second is not used
         else:
             self.rule = _ADAM if opt.name == "adam" else _RMSPROP
             h1, h2 = (c["beta_1"], c["beta_2"]) if opt.name == "adam" else (c["rho"], 0.0)
             names = ("m", "v") if opt.name == "adam" else ("velocity", "velocity")
-            self.slots = tuple(tuple(opt._state(p)[n].reshape(-1) for p in model.parameters) for n in names)
+            self.slots = tuple(tuple(opt.slots(p)[n].reshape(-1) for p in model.parameters) for n in names)
         self.torch_form = c.get("epsilon_form", "keras") == "torch"
-        # Scalars in the model's float type, so the compiled loops do not widen float32 to float64.
-        self.consts = np.array([1, 0, opt.learning_rate, h1, 1 - h1, h2, 1 - h2, c.get("epsilon", 0), 0, 0],
-                               dtype=dtype)
+        self.hyper = np.zeros(1, dtype=HYPER(dtype))
+        for name, value in (("one", 1), ("h1", h1), ("g1", 1 - h1), ("h2", h2), ("g2", 1 - h2),
+                            ("epsilon", c.get("epsilon", 0))):
+            self.hyper[name] = value
         self.decays = np.array([h1, h2])  # in float64, for Adam's bias corrections 1 − beta^t
+        self.per_call = max(1, STEP_ROWS // batch_size)
+        self._losses, self._hits = np.empty(self.per_call), np.empty(self.per_call, dtype=np.int64)
+        self._run(np.zeros((0, widths[0]), dtype=x_dtype), np.zeros(0, y_dtype), np.zeros(0, np.intp), 0, 0)
 
-    def run(self, x, y, order, first, last, losses, correct):
-        """Steps ``first .. last - 1`` of the epoch over ``x[order]``; per-step losses and hits into the arrays.
-
-        Returns the number of steps taken: fewer than asked when a loss is not finite, in which case
-        ``losses`` ends with that loss and no parameter was updated by that step.
-        """
+    def _run(self, x, y, order, first, last):
+        """Steps ``first .. last - 1`` of the epoch; returns how many updated (fewer when a loss is not finite)."""
         opt = self.model.optimizer
-        self.consts[2] = opt.learning_rate  # a callback may have changed it since the last epoch
+        self.hyper["lr"] = opt.learning_rate  # a callback may have changed it since the last call
         done = _steps(self.gemm, x, y, order, first, last, self.batch_size, self.scale, self.acts, self.deltas,
                       self.weights, self.weight_grads, self.flat_params, self.flat_grads, self.slots[0],
-                      self.slots[1], self.codes, self.alphas, self.rule, self.torch_form, self.consts,
-                      self.decays, opt.iterations, losses, correct)
+                      self.slots[1], self.codes, self.alphas, self.rule, self.torch_form, self.hyper,
+                      self.decays, opt.iterations, self._losses, self._hits)
         opt.iterations += done
         return done
+
+    def epoch(self, x, y, order):
+        n, model = len(x), self.model
+        # Compiled code does not check bounds: what NumPy would refuse with an IndexError is refused here.
+        if x.ndim != 2 or x.shape[1] != model.input_dim or len(y) != n:
+            raise ValueError(f"x must have shape (n, {model.input_dim}) and y n entries, got {x.shape} and {len(y)}")
+        if order.ndim != 1 or order.dtype.kind not in "iu" or (order.size and (order.min() < 0 or order.max() >= n)):
+            raise ValueError(f"order must be a 1-D array of row indices in 0..{n - 1}")
+        if n and (y.min() < 0 or y.max() >= model.output_dim):
+            raise ValueError(f"labels must lie in 0..{model.output_dim - 1}, found {y.min()}..{y.max()}")
+        return self._epoch(x, y, order)
+
+    def _epoch(self, x, y, order):
+        n, steps = len(x), math.ceil(len(x) / self.batch_size)
+        for first in range(0, steps, self.per_call):
+            last = min(first + self.per_call, steps)
+            done = self._run(x, y, order, first, last)
+            # A step whose loss is not finite is reported too (it updated nothing), and ends the epoch.
+            for i in range(min(done + 1, last - first)):
+                yield Step(min(self.batch_size, n - (first + i) * self.batch_size), float(self._losses[i]),
+                           int(self._hits[i]))
+            if done < last - first:
+                return
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _gemm(gemm, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """``C ← α op(A) op(B) + β C`` on the first rows of row-major buffers."""
-    gemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k, alpha,
+    gemm(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS, m, n, k, alpha,
          a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _activate(z, rows, bias, code, alpha, one, zero):
-    """``z ← f(z + b)`` in place on ``z[:rows]``, with the formulas of :mod:`fcnet.activations`."""
+    """``z ← f(z + b)`` in place on ``z[:rows]``: ``Dense.forward_z``'s bias, then ``forward`` of
+    :mod:`fcnet.activations`."""
     for r in range(rows):
         for j in range(z.shape[1]):
             v = z[r, j] + bias[j]
@@ -149,7 +189,8 @@ def _activate(z, rows, bias, code, alpha, one, zero):
 
 @numba.njit(cache=True, error_model="numpy")
 def _derivative(d, a, rows, code, alpha, one, zero):
-    """``d ← d ⊙ f'(z)`` from the layer's output ``a``, in place on ``d[:rows]``."""
+    """``d ← d ⊙ f'(z)`` from the layer's output ``a``, in place on ``d[:rows]``: ``backward`` of
+    :mod:`fcnet.activations`."""
     for r in range(rows):
         for j in range(d.shape[1]):
             v = a[r, j]
@@ -167,7 +208,8 @@ def _derivative(d, a, rows, code, alpha, one, zero):
 def _crossentropy(z, delta, y, rows_idx, rows):
     """Mean ``logsumexp(z) − z_y`` over the batch, ``δ = (softmax(z) − onehot(y)) / n``, and the hits.
 
-    Sums run in float64; the row maximum is subtracted first, so ``exp`` never overflows.
+    ``value_and_grad`` of :mod:`fcnet.losses`' cross-entropies for integer labels. Sums run in float64;
+    the row maximum is subtracted first, so ``exp`` never overflows.
     """
     total, hits = 0.0, 0
     for r in range(rows):
@@ -190,13 +232,11 @@ def _crossentropy(z, delta, y, rows_idx, rows):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _update(p, g, s1, s2, rule, torch_form, c, step, inv_c2):
-    """One optimizer step on a flat parameter, with the rules of :mod:`fcnet.optimizers`.
-
-    ``c`` holds (1, 0, lr, h1, 1 − h1, h2, 1 − h2, epsilon) where h1, h2 are momentum or beta_1, beta_2
-    or rho; ``step`` and ``inv_c2`` are Adam's bias-corrected step size and ``1 / (1 − beta_2^t)``.
+def _update(p, g, s1, s2, rule, torch_form, h):
+    """One optimizer step on a flat parameter, with the rules of :mod:`fcnet.optimizers` (``_update`` of
+    ``SGD``, ``Adam`` and ``RMSprop``); ``h`` is the :func:`HYPER` record of this step.
     """
-    lr, h1, g1, h2, g2, eps = c[2], c[3], c[4], c[5], c[6], c[7]
+    lr, h1, g1, h2, g2, eps, step, inv_c2 = h.lr, h.h1, h.g1, h.h2, h.g2, h.epsilon, h.step, h.inv_c2
     if rule == _SGD:
         for i in range(p.size):
             p[i] -= lr * g[i]
@@ -223,15 +263,20 @@ def _update(p, g, s1, s2, rule, torch_form, c, step, inv_c2):
 
 @numba.njit(cache=True, error_model="numpy")
 def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, weight_grads, flat_params,
-           flat_grads, slots1, slots2, codes, alphas, rule, torch_form, c, decays, t0, losses, correct):
+           flat_grads, slots1, slots2, codes, alphas, rule, torch_form, hyper, decays, t0, losses, correct):
+    """Training steps ``first .. last - 1`` of an epoch over ``x[order]``: the engine contract of
+    :mod:`fcnet.engines`, step by step as :class:`fcnet.engines.NumpyEngine` takes them. Returns the number
+    of steps that updated the parameters; the step after them (if any) had a loss that was not finite.
+    """
     n, depth = order.size, len(weights)
-    one, zero, lr = c[0], c[1], c[2]
+    h = hyper[0]
+    one, zero, lr = h.one, h.zero, h.lr
     for step in range(first, last):
         lo = step * batch
         rows = min(batch, n - lo)
         rows_idx = order[lo:lo + rows]
         xb = acts[0]
-        for r in range(rows):  # gather and scale: Sequential._gather
+        for r in range(rows):  # gather and scale: NumpyEngine._gather
             src = x[rows_idx[r]]
             for j in range(src.size):
                 xb[r, j] = src[j]
@@ -246,12 +291,12 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
             _activate(z, rows, flat_params[2 * layer + 1], code, alphas[layer], one, zero)
         loss, hits = _crossentropy(acts[depth], deltas[depth - 1], y, rows_idx, rows)
         losses[step - first], correct[step - first] = loss, hits
-        if not math.isfinite(loss):
+        if not math.isfinite(loss):  # the contract: check the loss before anything is updated
             return step - first
         t = t0 + step - first + 1
         c1, c2 = 1 - decays[0]**t, 1 - decays[1]**t
-        c[8] = lr * math.sqrt(c2) / c1 if not torch_form else lr / c1  # Adam's step, in the model's dtype
-        c[9] = 1 / c2 if rule == _ADAM else 0
+        h.step = lr * math.sqrt(c2) / c1 if not torch_form else lr / c1  # Adam's step, in the model's dtype
+        h.inv_c2 = 1 / c2 if rule == _ADAM else 0
         for layer in range(depth - 1, -1, -1):  # backward: Dense.backward, then the optimizer
             w, a_in, d = weights[layer], acts[layer], deltas[layer]
             k, m = w.shape
@@ -268,7 +313,6 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
             else:
                 _gemm(gemm, True, False, k, m, rows, one, a_in, k, d, m, zero, weight_grads[layer], m)
                 _update(flat_params[2 * layer], flat_grads[2 * layer], slots1[2 * layer], slots2[2 * layer], rule,
-                        torch_form, c, c[8], c[9])
-            _update(flat_params[2 * layer + 1], gb, slots1[2 * layer + 1], slots2[2 * layer + 1], rule, torch_form,
-                    c, c[8], c[9])
+                        torch_form, h)
+            _update(flat_params[2 * layer + 1], gb, slots1[2 * layer + 1], slots2[2 * layer + 1], rule, torch_form, h)
     return last - first

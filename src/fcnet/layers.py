@@ -10,7 +10,6 @@ allocates no arrays. See ``docs/backprop.md`` for the derivation.
 import numpy as np
 
 from . import activations, initializers
-from .blas import LazyMatmul
 
 __all__ = ["Dense"]
 
@@ -96,6 +95,7 @@ class Dense:
         z, a : ndarray, shape (n_batch, n_out)
         """
         n = len(x)
+        # The compiled twin (fcnet.jit): the forward GEMM in _steps, then bias and activation in _activate.
         z = np.matmul(x, self.params["W"], out=self._buffer("z", n, self.units) if training else None)
         z += self.params["b"]
         if activate:
@@ -107,7 +107,7 @@ class Dense:
         self._cache = (x, a) if training else None
         return z, a
 
-    def backward(self, dout, wrt_z=False, need_dx=True, lazy=False):
+    def backward(self, dout, wrt_z=False, need_dx=True):
         """Fill ``grads`` and return the gradient with respect to the input.
 
         ``dW = xᵀ δ``, ``db = Σ_batch δ``, ``dx = δ Wᵀ`` with ``δ = dL/dz``.
@@ -121,9 +121,6 @@ class Dense:
             Skip the activation's derivative.
         need_dx : bool
             The first layer's input gradient is never used; skipping it saves a GEMM.
-        lazy : bool
-            Leave ``dW`` as the unevaluated product ``xᵀδ`` in :attr:`weight_gradient` (for an
-            optimizer that folds it into its update) instead of computing ``grads["W"]``.
 
         Returns
         -------
@@ -133,11 +130,9 @@ class Dense:
         if self._cache is None:
             raise RuntimeError("backward() needs a forward(x, training=True) first")
         x, a = self._cache
+        # The compiled twin (fcnet.jit): _derivative, then the bias loop and the three GEMMs in _steps.
         delta = dout if wrt_z else self.activation.backward(dout, a)
-        if lazy:
-            self.weight_gradient = LazyMatmul(x, delta)
-        else:
-            self.weight_gradient = np.matmul(x.T, delta, out=self.grads["W"])
+        np.matmul(x.T, delta, out=self.grads["W"])
         np.add.reduce(delta, axis=0, out=self.grads["b"])
         if not need_dx:
             return None

@@ -13,9 +13,12 @@ import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
+from . import serialization, training
+from .errors import DataError
 from .layers import Dense
+from .metrics import count_correct
 
-__all__ = ["Sequential", "Evaluation"]
+__all__ = ["Sequential", "Evaluation", "load_model"]
 
 Evaluation = collections.namedtuple("Evaluation", ["loss", "accuracy"])
 
@@ -48,7 +51,6 @@ class Sequential:
         self.metrics = []
         self.metadata = {}  # free-form facts saved with the model (data set, class names)
         self.stop_training = False
-        self._scratch = None  # (raw, float) batch buffers of the training loop
         for layer in layers:
             self.add(layer)
 
@@ -92,11 +94,7 @@ class Sequential:
 
     @property
     def gradients(self):
-        """The live gradient arrays, in the order of :attr:`parameters`, from the last backward pass.
-
-        After a plain-SGD training step the weight entries are stale (that step never computed them);
-        :meth:`loss_and_gradients` always computes all of them.
-        """
+        """The live gradient arrays, in the order of :attr:`parameters`, from the last backward pass."""
         return [g for layer in self.layers for g in layer.grads.values()]
 
     def count_params(self):
@@ -132,14 +130,14 @@ class Sequential:
         if unknown:
             raise ValueError(f"unknown metric {unknown[0]!r}; fcnet computes 'accuracy'")
         self.metrics = ["accuracy"] if metrics else []
-        if self._fused is None:
+        if self.fuses_softmax is None:
             raise ValueError(
                 f"{self.loss.name} with from_logits=False needs a softmax output layer, not "
                 f"{self.layers[-1].activation.name!r}; use a softmax output or from_logits=True"
             )
 
     @property
-    def _fused(self):
+    def fuses_softmax(self):
         """True when the loss consumes the last layer's logits (softmax + cross-entropy), None if impossible."""
         if self.loss is None or self.loss.from_logits:
             return False
@@ -149,10 +147,16 @@ class Sequential:
         if self.loss is None:
             raise RuntimeError("compile() the model first")
 
-    # -- data checks -----------------------------------------------------------------------------------------
+    # -- data checks (the training engines and evaluate/predict use these) ------------------------------------
 
-    def _check_x(self, x):
-        """Return ``x`` as a 2-D array (trailing axes flattened), building the model from its width if needed."""
+    def check_inputs(self, x):
+        """Return ``x`` as a 2-D array (trailing axes flattened), building the model from its width if needed.
+
+        Raises
+        ------
+        ValueError
+            Fewer than 2 dimensions, the wrong width, a non-numeric dtype, or NaN/infinite values.
+        """
         x = np.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"inputs need shape (n_samples, n_features), got {x.shape}")
@@ -167,7 +171,7 @@ class Sequential:
             raise ValueError("inputs contain NaN or infinite values")
         return x
 
-    def _check_y(self, y, n):
+    def check_targets(self, y, n):
         """Return targets as integer labels ``(n,)`` or a float matrix ``(n, n_out)``, after range checks."""
         y = np.asarray(y)
         if len(y) != n:
@@ -190,8 +194,8 @@ class Sequential:
             raise ValueError("targets contain NaN or infinite values")
         return y
 
-    def _to_float(self, x, out=None):
-        """One batch as model-dtype floats; ``uint8`` images are scaled to [0, 1]."""
+    def to_float(self, x, out=None):
+        """One batch as model-dtype floats; ``uint8`` images are scaled to [0, 1] (into ``out`` if given)."""
         if x.dtype == np.uint8:
             return np.multiply(x, self.dtype.type(1 / 255), dtype=self.dtype, out=out)
         if out is None:
@@ -199,52 +203,50 @@ class Sequential:
         np.copyto(out, x)
         return out
 
-    def _gather(self, x, idx):
-        """Rows ``idx`` of ``x`` as model floats: one gather and one conversion into reused buffers."""
-        n, width = len(idx), x.shape[1]
-        raw = self._scratch and self._scratch[0]
-        if raw is None or len(raw) < n or raw.shape[1] != width or raw.dtype != x.dtype:
-            self._scratch = (np.empty((n, width), dtype=x.dtype), np.empty((n, width), dtype=self.dtype))
-        raw, out = self._scratch[0][:n], self._scratch[1][:n]
-        np.take(x, idx, axis=0, out=raw)
-        return self._to_float(raw, out=out)
+    def is_classification(self, y):
+        """Whether accuracy means anything for checked targets ``y``."""
+        return y.ndim == 1 or self.loss.name != "mse" or self.output_dim > 1
 
     # -- forward and backward --------------------------------------------------------------------------------
 
-    def _forward(self, x, training):
-        """Return ``(loss input, output)``: the last layer's logits if fused, else its output.
+    def forward(self, x, training=False):
+        """Return ``(loss input, output)`` for a float batch: the last layer's logits if fused, else its output.
 
         A fused softmax is not computed while training: the loss needs only the logits, and
         the output, used for accuracy, may as well be them (same argmax).
         """
         for layer in self.layers[:-1]:
             x = layer.forward(x, training)
-        fused = self._fused
+        fused = self.fuses_softmax
         z, a = self.layers[-1].forward_z(x, training, activate=not (fused and training))
         return (z if fused else a), a
 
-    def _backward(self, x, y, lazy=False):
-        """One forward and backward pass on a float batch; fills every layer's ``grads``; returns (loss, output).
+    def forward_backward(self, x, y):
+        """One forward and backward pass on a float batch and checked targets; returns ``(loss, output)``.
 
-        With ``lazy`` the weight gradients are left as unevaluated products (``layer.weight_gradient``).
+        Fills every layer's ``grads`` (see :attr:`gradients`); changes no parameter.
         """
-        loss_input, out = self._forward(x, training=True)
+        loss_input, out = self.forward(x, training=True)
         value, d = self.loss.value_and_grad(loss_input, y)
-        last, fused = len(self.layers) - 1, self._fused
+        last, fused = len(self.layers) - 1, self.fuses_softmax
         for i in range(last, -1, -1):
-            d = self.layers[i].backward(d, wrt_z=(i == last and fused), need_dx=i > 0, lazy=lazy)
+            d = self.layers[i].backward(d, wrt_z=(i == last and fused), need_dx=i > 0)
         return value, out
 
-    def train_on_batch(self, x, y):
-        """One optimizer step on a float batch with checked targets; returns ``(loss, output)``.
+    def apply_gradients(self):
+        """One optimizer step with the gradients of the last :meth:`forward_backward`."""
+        self.optimizer.apply_gradients(zip(self.gradients, self.parameters))
 
-        Updates happen after the whole backward pass, so every ``dx`` used the old weights. Plain
-        SGD receives each ``dW`` as the product ``xᵀδ`` and adds it into ``W`` with one GEMM.
+    def train_on_batch(self, x, y):
+        """One training step on a float batch and checked targets; returns ``(loss, output)``.
+
+        The engine contract (:mod:`fcnet.engines`): compute the loss, check it, then update. A loss that
+        is NaN or infinite is returned with no parameter and no optimizer state changed. Updates happen
+        after the whole backward pass, so every ``dx`` used the old weights.
         """
-        lazy = self.optimizer.takes_lazy_gradients
-        value, out = self._backward(x, y, lazy)
-        grads = [g for layer in self.layers for g in (layer.weight_gradient, layer.grads["b"])]
-        self.optimizer.apply_gradients(zip(grads, self.parameters))
+        value, out = self.forward_backward(x, y)
+        if math.isfinite(value):
+            self.apply_gradients()
         return value, out
 
     def loss_and_gradients(self, x, y):
@@ -262,9 +264,9 @@ class Sequential:
             One array per entry of :attr:`parameters`, same shapes.
         """
         self._require_compiled()
-        x = self._check_x(x)
-        y = self._check_y(y, len(x))
-        value, _ = self._backward(self._to_float(x), y)
+        x = self.check_inputs(x)
+        y = self.check_targets(y, len(x))
+        value, _ = self.forward_backward(self.to_float(x), y)
         return value, [g.copy() for g in self.gradients]
 
     # -- the Keras loop --------------------------------------------------------------------------------------
@@ -275,30 +277,28 @@ class Sequential:
 
         See :func:`fcnet.training.fit` for the arguments.
         """
-        from .training import fit
-
-        return fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+        return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                    validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks,
                    initial_epoch=initial_epoch, engine=engine)
 
     def _batches(self, x, batch_size):
         for start in range(0, len(x), batch_size):
-            yield start, self._to_float(x[start:start + batch_size])
+            yield start, self.to_float(x[start:start + batch_size])
 
     def evaluate(self, x, y, batch_size=_PREDICT_BATCH):
         """Mean loss and accuracy (``nan`` for regression targets) over ``(x, y)``; a named tuple."""
         self._require_compiled()
-        x = self._check_x(x)
-        y = self._check_y(y, len(x))
+        x = self.check_inputs(x)
+        y = self.check_targets(y, len(x))
         if len(x) == 0:
             raise ValueError("cannot evaluate on an empty set")
         total, correct = 0.0, 0
         for start, xb in self._batches(x, batch_size):
             yb = y[start:start + batch_size]
-            loss_input, out = self._forward(xb, training=False)
+            loss_input, out = self.forward(xb, training=False)
             total += float(self.loss.per_example(loss_input, yb).sum())
             correct += count_correct(out, yb)
-        accuracy = correct / len(x) if _is_classification(self, y) else math.nan
+        accuracy = correct / len(x) if self.is_classification(y) else math.nan
         return Evaluation(total / len(x), accuracy)
 
     def predict(self, x, batch_size=_PREDICT_BATCH):
@@ -308,10 +308,10 @@ class Sequential:
         -------
         ndarray, shape (n_samples, n_out)
         """
-        x = self._check_x(x)
+        x = self.check_inputs(x)
         out = np.empty((len(x), self.output_dim), dtype=self.dtype)
         for start, xb in self._batches(x, batch_size):
-            out[start:start + len(xb)] = self._forward(xb, training=False)[1]
+            out[start:start + len(xb)] = self.forward(xb, training=False)[1]
         return out
 
     def predict_proba(self, x, batch_size=_PREDICT_BATCH):
@@ -372,18 +372,65 @@ class Sequential:
             copy.compile(self.optimizer.get_config(), self.loss.get_config(), self.metrics)
         return copy
 
-    def save(self, path):
-        """Write the model to one ``.npz`` file: arrays plus a JSON config; see :mod:`fcnet.serialization`."""
-        from .serialization import save_model
+    def save(self, path, extra=None):
+        """Write the model to one ``.npz`` file: arrays plus a JSON config; see :mod:`fcnet.serialization`.
 
-        save_model(self, path)
+        ``extra`` is JSON kept beside the config (a checkpoint's epoch and generator state).
+        """
+        if not self.built:
+            raise ValueError("cannot save a model that is not built")
+        config = {"model": self.get_config(), "loss": self.loss.get_config() if self.loss else None,
+                  "optimizer": self.optimizer.get_config() if self.optimizer else None, "metrics": self.metrics,
+                  "metadata": self.metadata, "extra": extra}
+        arrays = {f"param_{i}": p for i, p in enumerate(self.parameters)}
+        if self.optimizer is not None:
+            arrays.update({f"opt_{k}": v for k, v in self.optimizer.get_state(self.parameters).items()})
+        serialization.write_model_file(path, config, arrays)
 
 
-def count_correct(out, y):
-    """How many rows of ``out`` have their largest entry at the label (or at the target's largest entry)."""
-    pred = out.argmax(axis=1)
-    return int(np.count_nonzero(pred == (y if y.ndim == 1 else y.argmax(axis=1))))
+def load_model(path, with_extra=False):
+    """Read a model written by :meth:`Sequential.save`; it predicts bit-identically to the saved one.
 
+    With ``with_extra`` returns ``(model, extra)``, the JSON given to :meth:`Sequential.save`.
 
-def _is_classification(model, y):
-    return y.ndim == 1 or model.loss.name != "mse" or model.output_dim > 1
+    Raises
+    ------
+    DataError
+        The file is missing, truncated, not an fcnet model, of an unknown format
+        version, or its arrays do not match its config.
+    """
+    config, arrays = serialization.read_model_file(path)
+    try:
+        model = Sequential.from_config(config["model"])
+        if not model.built:
+            raise DataError(f"{path}: the config describes no layers or no input width")
+        params = model.parameters
+        opt_state = {n[len("opt_"):]: a for n, a in arrays.items() if n.startswith("opt_")}
+        weights = {n: a for n, a in arrays.items() if not n.startswith("opt_")}
+        expected = {f"param_{i}" for i in range(len(params))}
+        if set(weights) != expected:
+            missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+            raise DataError(f"{path}: arrays do not match the config (missing {missing or 'none'}, "
+                            f"unexpected {unexpected or 'none'})")
+        for i, p in enumerate(params):
+            w = weights[f"param_{i}"]
+            if w.shape != p.shape or w.dtype != p.dtype:
+                raise DataError(f"{path}: param_{i} is {w.dtype}{list(w.shape)}, the config needs "
+                                f"{p.dtype}{list(p.shape)}")
+            if not np.isfinite(w).all():
+                raise DataError(f"{path}: param_{i} contains NaN or infinite values")
+            p[...] = w
+        if config.get("loss"):
+            model.compile(optimizer=config["optimizer"] or "rmsprop", loss=config["loss"],
+                          metrics=config.get("metrics"))
+            if opt_state:
+                try:
+                    model.optimizer.set_state(params, opt_state)
+                except (KeyError, ValueError) as exc:
+                    raise DataError(f"{path}: optimizer state does not match the optimizer ({exc})") from None
+        model.metadata = dict(config.get("metadata") or {})
+    except DataError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DataError(f"{path}: invalid model config ({type(exc).__name__}: {exc})") from None
+    return (model, config.get("extra")) if with_extra else model

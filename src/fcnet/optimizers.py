@@ -4,15 +4,15 @@ Layers know nothing of optimizers. State (momentum, Adam's moments) is created
 lazily the first time a parameter is seen and is keyed by that parameter, so
 one optimizer can serve any list of arrays, as in Keras' ``apply_gradients``.
 Updates are in place, written as BLAS AXPY/AXPBY (``y ← αx + βy`` in one
-pass, no temporaries) and in-place ufuncs; plain SGD also takes weight
-gradients as unevaluated products ``xᵀδ`` (:class:`~fcnet.blas.LazyMatmul`)
-and applies them as one GEMM into ``W``. Defaults are Keras'; the update rules and
-how they map to ``torch.optim`` are in ``docs/backprop.md``.
+pass, no temporaries) and in-place ufuncs. Each rule's compiled twin is
+``fcnet.jit._update`` (plain SGD's weight update is the β = 1 GEMM in
+``fcnet.jit._steps``). Defaults are Keras'; the update rules and how they map
+to ``torch.optim`` are in ``docs/backprop.md``.
 """
 
 import numpy as np
 
-from .blas import LazyMatmul, axpby, axpy
+from .blas import axpby, axpy
 from .registry import resolve
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "NAMES"]
@@ -43,7 +43,6 @@ class Optimizer:
 
     name = ""
     slot_names = ()
-    takes_lazy_gradients = False  # may gradients come as blas.LazyMatmul (xᵀδ, not computed)?
 
     def __init__(self, learning_rate, lr=None):
         self.learning_rate = _positive("learning rate", learning_rate if lr is None else lr)
@@ -62,9 +61,10 @@ class Optimizer:
         for grad, param in grads_and_params:
             if grad.shape != param.shape:
                 raise ValueError(f"gradient of shape {grad.shape} for a parameter of shape {param.shape}")
-            self._update(param, grad, self._state(param))
+            self._update(param, grad, self.slots(param))
 
-    def _state(self, param):
+    def slots(self, param):
+        """The state arrays kept for ``param`` (``{slot name: array shaped like param}``), made on first use."""
         entry = self._slots.get(id(param))
         if entry is None or entry[0] is not param:
             entry = (param, {name: np.zeros_like(param) for name in self.slot_names}, [None])
@@ -73,7 +73,7 @@ class Optimizer:
 
     def _scratch(self, param):
         """A temporary shaped like ``param``, kept between steps (not part of the saved state)."""
-        self._state(param)  # makes sure the entry exists
+        self.slots(param)  # makes sure the entry exists
         holder = self._slots[id(param)][2]
         if holder[0] is None:
             holder[0] = np.empty_like(param)
@@ -86,7 +86,7 @@ class Optimizer:
         """The optimizer's state for ``params`` as ``{key: array}``, for saving; includes ``iterations``."""
         state = {"iterations": np.array(self.iterations)}
         for i, param in enumerate(params):
-            for name, array in self._state(param).items():
+            for name, array in self.slots(param).items():
                 state[f"{name}_{i}"] = array
         return state
 
@@ -94,7 +94,7 @@ class Optimizer:
         """Restore what :meth:`get_state` returned for the same list of parameters."""
         self.iterations = int(state["iterations"])
         for i, param in enumerate(params):
-            for name, array in self._state(param).items():
+            for name, array in self.slots(param).items():
                 array[...] = state[f"{name}_{i}"]
 
     def get_config(self):
@@ -116,17 +116,11 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
 
-    @property
-    def takes_lazy_gradients(self):
-        # Plain SGD adds -lr·xᵀδ into W with one GEMM: the weight gradient is never written out.
-        return not self.momentum
-
     def _update(self, param, grad, state):
+        # Compiled twin: fcnet.jit._update, rules _SGD, _MOMENTUM, _NESTEROV; plain SGD on a weight matrix
+        # is the β = 1 GEMM in fcnet.jit._steps.
         if not self.momentum:
-            if isinstance(grad, LazyMatmul):
-                grad.add_to(param, -self.learning_rate)
-            else:
-                axpy(param, grad, -self.learning_rate)
+            axpy(param, grad, -self.learning_rate)
             return
         v = state["velocity"]
         axpby(v, grad, -self.learning_rate, self.momentum)
@@ -164,6 +158,7 @@ class Adam(Optimizer):
         self.epsilon_form = _epsilon_form(epsilon_form)
 
     def _update(self, param, grad, state):
+        # Compiled twin: fcnet.jit._update, rule _ADAM.
         m, v, t, tmp = state["m"], state["v"], self.iterations, self._scratch(param)
         axpby(m, grad, 1 - self.beta_1, self.beta_1)
         axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.beta_2, self.beta_2)
@@ -201,6 +196,7 @@ class RMSprop(Optimizer):
         self.epsilon_form = _epsilon_form(epsilon_form)
 
     def _update(self, param, grad, state):
+        # Compiled twin: fcnet.jit._update, rule _RMSPROP.
         v, tmp = state["velocity"], self._scratch(param)
         axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.rho, self.rho)
         if self.epsilon_form == "keras":

@@ -9,11 +9,11 @@ import numpy as np
 
 from .errors import FcnetError
 
-__all__ = ["learning_curves", "confusion_matrix", "confusion_figure", "prediction_grid", "confident_mistakes",
+__all__ = ["pyplot", "learning_curves", "confusion_matrix", "confusion_figure", "prediction_grid", "confident_mistakes",
            "first_layer_weights", "classification_report", "save"]
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
     except ImportError:
@@ -25,13 +25,8 @@ def _pyplot():
 
 
 def _epochs(run):
-    """Per-epoch metrics from a History, a ``history`` dict of lists, or a metrics JSON dict."""
-    if hasattr(run, "history"):
-        run = run.history
-    if "epochs" in run:  # metrics.json written by ``fcnet train``
-        rows = run["epochs"]
-        return {key: [row.get(key) for row in rows] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
-    return run
+    """Per-epoch metrics as a dict of lists, from a History, a RunMetrics or such a dict itself."""
+    return run.history if hasattr(run, "history") else run
 
 
 def learning_curves(runs, labels=None):
@@ -39,12 +34,12 @@ def learning_curves(runs, labels=None):
 
     Parameters
     ----------
-    runs : History, dict, or list of them
-        ``History``, ``history.history``, or the dict in ``metrics.json``.
+    runs : History, RunMetrics, dict, or list of them
+        ``History``, a run's :class:`~fcnet.records.RunMetrics`, or ``history.history``.
     labels : list of str, optional
         Legend entry per run.
     """
-    plt = _pyplot()
+    plt = pyplot()
     runs = runs if isinstance(runs, (list, tuple)) else [runs]
     labels = labels or [""] * len(runs)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -75,7 +70,7 @@ def confusion_matrix(y_true, y_pred, n_classes):
 
 def confusion_figure(y_true, y_pred, class_names):
     """The confusion matrix twice: counts, and normalised by row (recall of each true class)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(class_names)
     counts = confusion_matrix(y_true, y_pred, n)
     rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -109,7 +104,7 @@ def prediction_grid(images, y_true, probs, class_names, indices=None, n=25, titl
     indices : sequence of int, optional
         Which images; default the first ``n``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     indices = list(range(min(n, len(images)))) if indices is None else list(indices)[:n]
     cols = int(np.ceil(np.sqrt(len(indices)))) or 1
     rows = int(np.ceil(len(indices) / cols)) or 1
@@ -141,7 +136,7 @@ def confident_mistakes(images, y_true, probs, class_names, n=25):
 
 def first_layer_weights(model, k=25, shape=(28, 28)):
     """The input weights of the first ``k`` hidden units, each drawn as an image (blue < 0 < red)."""
-    plt = _pyplot()
+    plt = pyplot()
     W = model.parameters[0]
     k = min(k, W.shape[1])
     cols = int(np.ceil(np.sqrt(k)))
@@ -173,7 +168,7 @@ def classification_report(y_true, y_pred, class_names):
 
 def save(fig, path):
     """Write ``fig`` (PNG or SVG by the file name) and close it."""
-    plt = _pyplot()
+    plt = pyplot()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -9,15 +9,13 @@ images are embedded as data URIs, so it opens anywhere, offline.
 
 import base64
 import html
-import json
 from pathlib import Path
 
-import numpy as np
-
 from . import plots
-from .errors import DataError
+from .config import varied
+from .records import ModelInfo, RunMetrics
 
-__all__ = ["FIGURES", "save_figures", "figure", "write_report", "read_run"]
+__all__ = ["FIGURES", "save_figures", "figure", "write_report"]
 
 FIGURES = {
     "curves": ("curves.png", "Learning curves"),
@@ -29,16 +27,20 @@ FIGURES = {
 
 
 def figure(kind, model, metrics, x_test, y_test):
-    """The matplotlib figure ``kind`` (a key of :data:`FIGURES`) for a trained model and its test set."""
+    """The matplotlib figure ``kind`` (a key of :data:`FIGURES`) for a trained model and its test set.
+
+    ``metrics`` is the run's :class:`~fcnet.records.RunMetrics` (only ``curves`` reads it).
+    """
     if kind == "curves":
         return plots.learning_curves(metrics)
-    names = list(model.metadata.get("class_names") or map(str, range(model.output_dim)))
+    info = ModelInfo.of(model)
+    names, shape = list(info.class_names), info.image_shape or (1, model.input_dim)
     if kind == "weights":
-        return plots.first_layer_weights(model, shape=tuple(model.metadata.get("image_shape") or (28, 28)))
+        return plots.first_layer_weights(model, shape=shape)
     probs = model.predict_proba(x_test)
     if kind == "confusion":
         return plots.confusion_figure(y_test, probs.argmax(axis=1), names)
-    images = x_test.reshape(len(x_test), *(model.metadata.get("image_shape") or (28, 28)))
+    images = x_test.reshape(len(x_test), *shape)
     if kind == "predictions":
         return plots.prediction_grid(images, y_test, probs, names)
     if kind == "mistakes":
@@ -47,25 +49,14 @@ def figure(kind, model, metrics, x_test, y_test):
 
 
 def save_figures(folder, model, metrics, x_test, y_test):
-    """Write every figure into ``folder`` and add ``per_class`` and ``confusion`` to ``metrics`` (in place)."""
-    names = list(model.metadata.get("class_names") or map(str, range(model.output_dim)))
+    """Write every figure into ``folder``; set ``per_class`` and ``confusion`` of ``metrics`` (a RunMetrics)."""
+    names = list(ModelInfo.of(model).class_names)
     pred = model.predict_proba(x_test).argmax(axis=1)
-    metrics["per_class"] = plots.classification_report(y_test, pred, names)
-    metrics["confusion"] = plots.confusion_matrix(y_test, pred, len(names)).tolist()
+    metrics.per_class = plots.classification_report(y_test, pred, names)
+    metrics.confusion = plots.confusion_matrix(y_test, pred, len(names)).tolist()
     for kind, (filename, _) in FIGURES.items():
         plots.save(figure(kind, model, metrics, x_test, y_test), Path(folder) / filename)
     return [Path(folder) / filename for filename, _ in FIGURES.values()]
-
-
-def read_run(folder):
-    """``metrics.json`` of a run folder, with a one-line error if it is missing or broken."""
-    path = Path(folder) / "metrics.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{folder}: no metrics.json (not a folder written by fcnet train --out)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _img(data, alt):
@@ -95,24 +86,23 @@ def _fmt(value):
 
 
 def _run_section(folder, metrics):
-    config = metrics.get("config", {})
-    epochs = metrics.get("epochs", [])
     parts = [f"<h2>{html.escape(str(folder))}</h2>", "<h3>Configuration</h3>",
-             _table(["setting", "value"], sorted((k, v) for k, v in config.items() if k != "command"), "config")]
-    test = metrics.get("test", {})
+             _table(["setting", "value"], sorted((k, v) for k, v in metrics.config.items() if k != "command"),
+                    "config")]
+    test = metrics.test
     parts += ["<h3>Final metrics</h3>",
               _table(["test loss", "test accuracy", "steps per epoch", "total seconds"],
-                     [[test.get("loss"), test.get("accuracy"), metrics.get("steps_per_epoch"),
-                       metrics.get("total_seconds")]], "metrics final")]
+                     [[test.get("loss"), test.get("accuracy"), metrics.steps_per_epoch, metrics.total_seconds]],
+                     "metrics final")]
     parts += ["<h3>Per epoch</h3>",
               _table(["epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"],
                      [[e.get(k) for k in ("epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy")]
-                      for e in epochs], "metrics epochs")]
-    if metrics.get("per_class"):
+                      for e in metrics.epochs], "metrics epochs")]
+    if metrics.per_class:
         parts += ["<h3>Per class</h3>",
                   _table(["class", "precision", "recall", "F1", "support"],
                          [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]]
-                          for c in metrics["per_class"]], "metrics per-class")]
+                          for c in metrics.per_class], "metrics per-class")]
     for filename, title in FIGURES.values():
         path = Path(folder) / filename
         if path.is_file():
@@ -129,8 +119,7 @@ def _sweep_section(folder):
         ranked = store.best("test_accuracy", 10**6)
     finally:
         store.close()
-    keys = sorted({k for r in ranked for k in r["config"]
-                   if len({json.dumps(x["config"].get(k)) for x in ranked}) > 1})
+    keys = varied([r["config"] for r in ranked])
     rows = [[i + 1, r["id"], *(r["config"].get(k) for k in keys), r["test_accuracy"], r["seconds_per_epoch"]]
             for i, r in enumerate(ranked)]
     parts = [f"<h2>Sweep {html.escape(str(folder))}</h2>",
@@ -155,16 +144,13 @@ def write_report(folders, out):
             expanded += best
         else:
             expanded.append(folder)
-    runs = [(f, read_run(f)) for f in expanded]
+    runs = [(f, RunMetrics.read(f)) for f in expanded]
     if len(runs) > 1:
         rows = []
         for folder, m in runs:
-            c = m.get("config", {})
-            seconds = [e["seconds"] for e in m.get("epochs", []) if e.get("seconds") is not None]
-            network = f"{m.get('architecture', '?')} {c.get('activation', '')}"
-            rows.append([str(folder), network, c.get("optimizer"), c.get("lr"), c.get("batch_size"),
-                         len(m.get("epochs", [])), (m.get("test") or {}).get("accuracy"),
-                         float(np.median(seconds)) if seconds else None])
+            c = m.config
+            rows.append([str(folder), f"{m.architecture} {c.get('activation', '')}", c.get("optimizer"), c.get("lr"),
+                         c.get("batch_size"), len(m.epochs), m.test.get("accuracy"), m.seconds_per_epoch])
         rows.sort(key=lambda r: -(r[6] or 0))
         curves = plots.learning_curves([m for _, m in runs], labels=[f.name for f, _ in runs])
         sections += ["<h2>Comparison</h2>",

@@ -66,15 +66,15 @@ class RunStore:
                 (run_id, json.dumps(config, sort_keys=True), str(folder), socket.gethostname(), time.time()))
 
     def finish(self, run_id, metrics, host, artifacts):
-        """Record a finished trial: its final metrics, every epoch, and its files."""
-        epochs = metrics["epochs"]
-        seconds = sorted(e["seconds"] for e in epochs)
+        """Record a finished trial: its final metrics (a :class:`~fcnet.records.RunMetrics`), every epoch, and
+        its files."""
+        epochs = metrics.epochs
         with self.db:
             self.db.execute(
                 "UPDATE runs SET status = 'done', host = ?, finished = ?, total_seconds = ?, seconds_per_epoch = ?,"
                 " test_loss = ?, test_accuracy = ?, error = NULL WHERE id = ?",
-                (host, time.time(), metrics["total_seconds"], seconds[len(seconds) // 2] if seconds else None,
-                 metrics["test"]["loss"], metrics["test"]["accuracy"], run_id))
+                (host, time.time(), metrics.total_seconds, metrics.seconds_per_epoch, metrics.test["loss"],
+                 metrics.test["accuracy"], run_id))
             self.db.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
             self.db.executemany(
                 "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .records import ModelInfo
 
 __all__ = ["create_app", "MAX_BODY"]
 
@@ -30,13 +31,13 @@ class BadInput(Exception):
 
 def describe(model, path):
     """The model summary ``GET /api/model`` returns."""
-    meta = model.metadata
+    info = ModelInfo.of(model)
     widths = [model.input_dim, *(layer.units for layer in model.layers)]
     return {"name": Path(path).name, "architecture": "-".join(map(str, widths)),
             "activations": [layer.activation.name for layer in model.layers],
-            "parameters": int(model.count_params()), "dataset": meta.get("dataset"),
-            "class_names": list(meta.get("class_names") or map(str, range(model.output_dim))),
-            "test_accuracy": meta.get("test_accuracy"), "image_shape": meta.get("image_shape") or [28, 28]}
+            "parameters": int(model.count_params()), "dataset": info.dataset, "class_names": list(info.class_names),
+            "test_accuracy": info.test_accuracy, "image_shape": list(info.image_shape) if info.image_shape else None,
+            "preparation": info.preparation}
 
 
 def _pixels_from_json(body, n_inputs):
@@ -73,11 +74,9 @@ def create_app(model, path):
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, JSONResponse
 
-    from .images import DIGIT_SETS
-
     info = describe(model, path)
-    shape = tuple(info["image_shape"])
-    digits = info["dataset"] in DIGIT_SETS or info["dataset"] is None
+    shape = tuple(info["image_shape"] or ())
+    digits = info["preparation"] == "digits"
     app = FastAPI(title="fcnet", docs_url=None, redoc_url=None)
 
     @app.exception_handler(BadInput)
@@ -110,7 +109,7 @@ def create_app(model, path):
         if kind == "application/json":
             x = _pixels_from_json(bytes(body), model.input_dim)
         elif kind.startswith("image/"):
-            if int(np.prod(shape)) != model.input_dim:
+            if not shape:
                 raise BadInput(422, f"this model's {model.input_dim} inputs are not an image")
             x = _pixels_from_image(bytes(body), shape, digits)
         else:

@@ -1,8 +1,9 @@
 """``fcnet sweep``: many ordinary training runs, in parallel on Dask, recorded in a SQLite run store.
 
-A sweep is a TOML file. Top-level keys are fixed ``fcnet train`` options (dashes
-as underscores); ``[grid]`` maps options to lists of values, and every
-combination is a trial; ``[random]`` draws ``samples`` trials instead, each
+A sweep is a TOML file, or the name of one shipped with fcnet (``seed002``,
+``seed004``). Top-level keys are fixed settings of :class:`~fcnet.config.TrainConfig`
+(``fcnet train``'s flags, dashes as underscores); ``[grid]`` maps settings to
+lists of values, and every combination is a trial; ``[random]`` draws ``samples`` trials instead, each
 option from a list (a choice) or a table ``{uniform = [a, b]}``,
 ``{log_uniform = [a, b]}`` or ``{int = [a, b]}``, seeded by its ``seed`` key::
 
@@ -14,7 +15,8 @@ option from a list (a choice) or a table ``{uniform = [a, b]}``,
     seed = [0, 1, 2]
 
 (a table in a grid list sets several options together).
-A trial's identity is the hash of its parsed settings, so running a sweep again
+Each trial is an in-process :func:`~fcnet.run.train_run`. A trial's identity is
+the hash of its settings' difference from ``TrainConfig()``, so running a sweep again
 skips finished trials and resumes unfinished ones from their last checkpoint.
 Trials run on a ``distributed.LocalCluster`` (one single-threaded worker process
 per core, BLAS limited to one thread per trial) or on an existing cluster given
@@ -22,28 +24,42 @@ by ``--scheduler``; a cluster needs the sweep folder on a file system every
 worker shares. Only the driver writes the run store.
 """
 
-import contextlib
-import hashlib
-import io
 import itertools
-import json
 import math
 import os
 import socket
+import tomllib
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
+from .checkpoint import CHECKPOINT
+from .config import TrainConfig, varied
 from .errors import FcnetError
+from .records import RunMetrics
+from .run import train_run
 from .runstore import RunStore
 
-__all__ = ["load_spec", "trials", "parse_trial", "run_trial", "run_sweep", "write_outputs", "IDENTITY_EXCLUDES"]
+__all__ = ["bundled_sweeps", "spec_path", "load_spec", "trials", "parse_trial", "run_trial", "run_sweep",
+           "write_outputs"]
 
 CONNECT_TIMEOUT = "20s"  # how long to wait for a --scheduler to answer
 
-# Settings that change where files go or what is printed, not what is learned.
-IDENTITY_EXCLUDES = {"out", "quiet", "metrics_json", "resume", "data_dir", "no_figures", "command"}
+
+SWEEPS = Path(__file__).resolve().parent / "sweeps"  # the sweep files shipped with fcnet
+
+
+def bundled_sweeps():
+    """Names of the sweep files shipped with fcnet (``fcnet sweep NAME`` runs one)."""
+    return sorted(p.stem for p in SWEEPS.glob("*.toml"))
+
+
+def spec_path(spec):
+    """The sweep file ``spec`` names: a path, else the name of a shipped sweep (``seed002``)."""
+    path = Path(spec)
+    if not path.exists() and (SWEEPS / f"{spec}.toml").is_file():
+        return SWEEPS / f"{spec}.toml"
+    return path
 
 
 def load_spec(path):
@@ -99,64 +115,34 @@ def trials(fixed, grid, random):
     return result
 
 
-def _argv(settings):
-    """``fcnet train`` arguments for a settings dict (TOML values: strings, numbers, lists, booleans)."""
-    argv = ["train"]
-    for key, value in settings.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            argv += [flag] if value else []
-        elif isinstance(value, list):
-            argv += [flag, ",".join(map(str, value))]
-        elif value is not None:
-            argv += [flag, str(value)]
-    return argv
-
-
 def parse_trial(settings):
-    """Check one trial's settings with ``fcnet train``'s own parser; returns ``(id, canonical settings)``."""
-    from .cli import build_parser
+    """Check one trial's settings as a :class:`~fcnet.config.TrainConfig`; returns ``(id, config)``.
 
-    err = io.StringIO()
+    The id is :meth:`TrainConfig.identity`: what differs from the defaults, so a setting left at its default
+    is the same trial as one that never mentions it.
+    """
     try:
-        with contextlib.redirect_stderr(err):
-            args = vars(build_parser().parse_args(_argv(settings)))
-    except SystemExit:
-        raise FcnetError(f"trial {settings}: {err.getvalue().strip().splitlines()[-1]}") from None
-    canonical = {k: v for k, v in sorted(args.items()) if k not in IDENTITY_EXCLUDES}
-    # The identity hashes only what differs from fcnet train's defaults, so that a flag added to fcnet later
-    # does not change the identity of trials that never set it.
-    defaults = vars(build_parser().parse_args(["train"]))
-    changed = {k: v for k, v in canonical.items() if v != defaults[k]}
-    digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:12]
-    return digest, canonical
+        config = TrainConfig.from_dict(settings)
+    except ValueError as exc:
+        raise FcnetError(f"trial {settings}: {exc}") from None
+    return config.identity(), config
 
 
-def run_trial(settings, folder):
+def run_trial(config, folder):
     """Train one trial into ``folder`` (resuming its checkpoint if there is one); runs on a Dask worker.
 
     Returns
     -------
     dict
-        ``metrics`` (the run's metrics.json), ``host`` and ``artifacts`` (name → path).
+        ``metrics`` (the run's :class:`~fcnet.records.RunMetrics`), ``host`` and ``artifacts`` (name → path).
     """
     from threadpoolctl import threadpool_limits
 
-    from .cli import main
-
     folder = Path(folder)
-    if (folder / "checkpoint.npz").exists():
-        argv = ["train", "--resume", str(folder), "--quiet"]
-    else:
-        argv = [*_argv(settings), "--out", str(folder), "--quiet", "--no-figures"]
-    out, err = io.StringIO(), io.StringIO()
-    with threadpool_limits(1), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    if code != 0:
-        raise FcnetError(err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {code}")
-    metrics = json.loads((folder / "metrics.json").read_text())
-    artifacts = {p.name: str(p) for p in sorted(folder.iterdir()) if p.suffix in (".npz", ".json", ".png")}
-    return {"metrics": metrics, "host": socket.gethostname(), "artifacts": artifacts}
+    with threadpool_limits(1):
+        result = train_run(config, out=folder, resume=(folder / CHECKPOINT).exists(), verbose=0, figures=False)
+    artifacts = {p.name: str(p) for p in result.files}
+    return {"metrics": result.metrics, "host": socket.gethostname(), "artifacts": artifacts}
 
 
 def run_sweep(path, out, scheduler=None, workers=None, progress=True):
@@ -189,10 +175,10 @@ def run_sweep(path, out, scheduler=None, workers=None, progress=True):
                 raise FcnetError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
             try:
                 futures = {}
-                for rid, settings in todo.items():
+                for rid, config in todo.items():
                     folder = out / "trials" / rid
-                    store.start(rid, settings, folder)
-                    futures[client.submit(run_trial, settings, str(folder), key=f"fcnet-trial-{rid}",
+                    store.start(rid, config.to_dict(), folder)
+                    futures[client.submit(run_trial, config, str(folder), key=f"fcnet-trial-{rid}",
                                           pure=False)] = rid
                 for future in as_completed(futures):
                     rid = futures[future]
@@ -217,18 +203,12 @@ def run_sweep(path, out, scheduler=None, workers=None, progress=True):
         store.close()
 
 
-def varied(runs):
-    """The settings that differ between ``runs``."""
-    keys = sorted({k for r in runs for k in r["config"]})
-    return [k for k in keys if len({json.dumps(r["config"].get(k)) for r in runs}) > 1]
-
-
 def write_outputs(out, runs):
     """The ranked table (returned as text), ``sweep.csv``, ``sweep_axes.png`` and ``sweep_curves.png``."""
     import csv
 
     out = Path(out)
-    axes = varied(runs)
+    axes = varied([r["config"] for r in runs])
     header = ["rank", "id", *axes, "test_accuracy", "seconds_per_epoch", "total_seconds"]
     rows = [[i + 1, r["id"], *(_show(r["config"].get(k)) for k in axes), r["test_accuracy"],
              r["seconds_per_epoch"], r["total_seconds"]] for i, r in enumerate(runs)]
@@ -242,10 +222,9 @@ def write_outputs(out, runs):
     if runs:
         _axes_figure(runs, axes, out / "sweep_axes.png")
         from . import plots
-        from .report import read_run
 
         top = runs[:5]
-        plots.save(plots.learning_curves([read_run(r["folder"]) for r in top], labels=[r["id"] for r in top]),
+        plots.save(plots.learning_curves([RunMetrics.read(r["folder"]) for r in top], labels=[r["id"] for r in top]),
                    out / "sweep_curves.png")
     return "\n".join(lines)
 
@@ -273,7 +252,7 @@ def _over_seeds(runs, axes):
 def _axes_figure(runs, axes, path):
     from . import plots
 
-    plt = plots._pyplot()
+    plt = plots.pyplot()
     axes = axes or ["id"]
     fig, grid = plt.subplots(1, len(axes), figsize=(4 * len(axes), 3.5), squeeze=False)
     for ax, key in zip(grid[0], axes):

@@ -64,12 +64,12 @@ def torch_loss(model, params, x, y):
     The cross-entropy of a softmax output is taken on the logits, as fcnet does.
     """
     torch = import_torch()
-    y = model._check_y(y, len(x))
+    y = model.check_targets(y, len(x))
     h = z = torch.as_tensor(_as_float64(x))
     for i, layer in enumerate(model.layers):
         z = h @ params[2 * i] + params[2 * i + 1]
         h = _activation(torch, layer, z)
-    return _loss(torch, model.loss, z if model._fused else h, y)
+    return _loss(torch, model.loss, z if model.fuses_softmax else h, y)
 
 
 def torch_loss_and_gradients(model, x, y):

@@ -1,12 +1,11 @@
 """The training loop, ``History`` and callbacks, kept apart from the layers.
 
-One epoch draws a permutation from the model's generator, gathers each batch
-with one fancy-index (``x[order[i:i + batch]]``), converts it to floats, and
-takes one optimizer step; the last, partial batch is used too, so an epoch is
-``ceil(n / batch_size)`` steps. ``loss`` and ``accuracy`` of an epoch are the
-means over its batches as they were trained (Keras' convention); validation
-metrics are computed after the epoch. ``epoch_seconds`` times the training
-steps only.
+:func:`fit` checks the data, builds the engine once (:mod:`fcnet.engines`, which
+also states what an engine must do), and for every epoch draws a permutation
+from the model's generator and runs :func:`train_epoch`. ``loss`` and
+``accuracy`` of an epoch are the means over its batches as they were trained
+(Keras' convention); validation metrics are computed after the epoch.
+``epoch_seconds`` times the training steps only.
 """
 
 import math
@@ -15,11 +14,10 @@ import time
 
 import numpy as np
 
+from .engines import make_engine
 from .errors import DivergenceError
-from .model import count_correct
 
-__all__ = ["fit", "train_epoch", "choose_engine", "ENGINES", "History", "Callback", "ProgressBar", "EpochLog",
-           "LearningRateDecay"]
+__all__ = ["fit", "train_epoch", "History", "Callback", "ProgressBar", "EpochLog", "LearningRateDecay"]
 
 
 class Callback:
@@ -136,8 +134,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     initial_epoch : int
         Epoch to start from (resuming a run): trains epochs ``initial_epoch .. epochs - 1``.
     engine : {"auto", "numpy", "numba"}
-        Who runs the steps: the NumPy layers (the reference) or the same steps compiled with Numba
-        (:mod:`fcnet.jit`); ``"auto"`` compiles when Numba is installed and covers the model.
+        Who runs the steps (:func:`fcnet.engines.choose_engine`), chosen once for the whole fit;
         ``history.engine`` records the choice.
 
     Returns
@@ -149,7 +146,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     Raises
     ------
     DivergenceError
-        When a batch loss is NaN or infinite: training stops at once.
+        When a batch loss is NaN or infinite: training stops at once, before that step's update.
     """
     model._require_compiled()
     epochs = _positive_int("epochs", epochs)
@@ -158,8 +155,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         raise ValueError(f"initial_epoch must be in [0, epochs], got {initial_epoch}")
     if not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-    x = model._check_x(x)
-    y = model._check_y(y, len(x))
+    x = model.check_inputs(x)
+    y = model.check_targets(y, len(x))
     if validation_data is None and validation_split:
         n_train = int(len(x) * (1 - validation_split))
         if n_train == 0 or n_train == len(x):
@@ -169,10 +166,10 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     if len(x) == 0:
         raise ValueError("no training data")
     steps = math.ceil(len(x) / batch_size)
-    engine = choose_engine(model, y, engine)
+    runner = make_engine(model, y, batch_size, x.dtype, engine)
 
     history = History()
-    history.engine = engine
+    history.engine = runner.name
     extra = {1: [ProgressBar(epochs, steps)], 2: [EpochLog(epochs)]}.get(verbose, [])
     callbacks = [*extra, *(callbacks or []), history]  # History last, as in Keras: it sees what others add
     for cb in callbacks:
@@ -184,7 +181,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
-        logs = train_epoch(model, x, y, batch_size, order, epoch, callbacks, engine)
+        logs = train_epoch(runner, x, y, order, epoch, callbacks)
         if validation_data is not None:
             val = model.evaluate(*validation_data)
             logs["val_loss"] = val.loss
@@ -199,85 +196,21 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     return history
 
 
-ENGINES = ("auto", "numpy", "numba")
+def train_epoch(engine, x, y, order, epoch=0, callbacks=()):
+    """One pass of ``engine`` (from :func:`fcnet.engines.make_engine`) over ``x[order]``; returns the epoch's logs.
 
+    ``x`` and ``y`` are already checked (see :func:`fit`); ``order`` is a permutation of their rows.
 
-def choose_engine(model, y, engine="auto"):
-    """The engine that trains ``model`` on checked targets ``y``: ``"numba"`` or ``"numpy"``.
-
-    ``"auto"`` takes the compiled loop of :mod:`fcnet.jit` when Numba is installed and covers the model,
-    else NumPy; ``"numba"`` insists (ValueError saying why it cannot); ``"numpy"`` is the reference.
+    Raises
+    ------
+    DivergenceError
+        At the first step whose loss is not finite (that step updated nothing).
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "numpy":
-        return engine
-    try:
-        from . import jit
-    except ImportError:
-        if engine == "numba":
-            raise ValueError("engine 'numba' needs Numba: pip install 'fcnet[fast]'") from None
-        return "numpy"
-    reason = jit.unsupported(model, y)
-    if reason and engine == "numba":
-        raise ValueError(f"engine 'numba' cannot train this model: {reason}")
-    return "numpy" if reason else "numba"
-
-
-def _numpy_steps(model, x, y, batch_size, order):
-    """Train step by step through the layers' own forward/backward; yields (rows, loss, hits) per step."""
-    for start in range(0, len(x), batch_size):
-        idx = order[start:start + batch_size]
-        yb = y[idx]
-        loss, out = model.train_on_batch(model._gather(x, idx), yb)
-        yield len(idx), loss, count_correct(out, yb) if model.metrics else 0
-
-
-def _numba_steps(model, x, y, batch_size, order):
-    """The same steps, compiled (:mod:`fcnet.jit`), run a few thousand rows per call; yields like the above.
-
-    The compiled code is loaded (or, the first time, compiled) here, before the caller starts its clock.
-    A non-finite loss ends a call early; that step is yielded too, so the caller raises as for NumPy.
-    """
-    from .jit import STEP_ROWS, Plan
-
-    n = len(x)
-    # Compiled code does not check bounds: what NumPy would refuse with an IndexError is refused here.
-    if x.ndim != 2 or x.shape[1] != model.input_dim or len(y) != n:
-        raise ValueError(f"x must have shape (n, {model.input_dim}) and y n entries, got {x.shape} and {len(y)}")
-    if order.ndim != 1 or order.dtype.kind not in "iu" or (order.size and (order.min() < 0 or order.max() >= n)):
-        raise ValueError(f"order must be a 1-D array of row indices in 0..{n - 1}")
-    if n and (y.min() < 0 or y.max() >= model.output_dim):
-        raise ValueError(f"labels must lie in 0..{model.output_dim - 1}, found {y.min()}..{y.max()}")
-    plan = Plan(model, batch_size, x.dtype)
-    steps, per_call = math.ceil(n / batch_size), max(1, STEP_ROWS // batch_size)
-    losses, hits = np.empty(per_call), np.empty(per_call, dtype=np.int64)
-    plan.run(x, y, order, 0, 0, losses, hits)  # zero steps: only loads the code
-
-    def run():
-        for first in range(0, steps, per_call):
-            last = min(first + per_call, steps)
-            done = plan.run(x, y, order, first, last, losses, hits)
-            for i in range(min(done + 1, last - first)):
-                yield min(batch_size, n - (first + i) * batch_size), float(losses[i]), int(hits[i])
-
-    return run()
-
-
-def train_epoch(model, x, y, batch_size, order, epoch=0, callbacks=(), engine="auto"):
-    """One pass over ``x[order]`` in batches of ``batch_size``; returns the epoch's logs.
-
-    ``x`` and ``y`` are already checked (see :func:`fit`); ``order`` is a permutation of their rows;
-    ``engine`` is as in :func:`choose_engine`.
-    """
-    engine = choose_engine(model, y, engine)
-    steps = (_numba_steps if engine == "numba" else _numpy_steps)(model, x, y, batch_size, order)
-    n = len(x)
     total_loss, correct, seen = 0.0, 0, 0
     start_time = time.perf_counter()
     # A diverging run overflows before its loss turns NaN; the guard below reports it once, in one line.
     with np.errstate(over="ignore", invalid="ignore"):
-        for step, (rows, loss, hits) in enumerate(steps):
+        for step, (rows, loss, hits) in enumerate(engine.epoch(x, y, order)):
             if not math.isfinite(loss):
                 last = f"{total_loss / seen:.4g}" if seen else "none"
                 raise DivergenceError(
@@ -289,8 +222,8 @@ def train_epoch(model, x, y, batch_size, order, epoch=0, callbacks=(), engine="a
             seen += rows
             for cb in callbacks:
                 cb.on_batch_end(step, {"loss": loss})
-    logs = {"loss": total_loss / n}
-    if model.metrics:
-        logs["accuracy"] = correct / n
+    logs = {"loss": total_loss / len(x)}
+    if engine.model.metrics:
+        logs["accuracy"] = correct / len(x)
     logs["epoch_seconds"] = time.perf_counter() - start_time
     return logs

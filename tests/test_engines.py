@@ -1,4 +1,5 @@
-"""The compiled training loop (fcnet.jit) against the NumPy reference it transcribes."""
+"""The engine contract of fcnet.engines, run on both engines, and the compiled engine (fcnet.jit) against the
+NumPy reference it transcribes."""
 
 import sys
 
@@ -8,10 +9,13 @@ from conftest import synthetic_images
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fcnet
+from fcnet.engines import choose_engine, make_engine
+from fcnet.jit import STEP_ROWS
 from fcnet.optimizers import SGD, Adam, RMSprop
-from fcnet.training import Callback, choose_engine, train_epoch
+from fcnet.training import Callback, train_epoch
 
 pytest.importorskip("numba")
+ENGINES = ("numpy", "numba")
 
 OPTIMIZERS = {
     "sgd": lambda: SGD(0.1),
@@ -116,13 +120,77 @@ def test_every_step_reaches_the_callbacks_with_its_own_loss():
     assert_allclose([v for _, v in runs[1]], [v for _, v in runs[0]], rtol=1e-10)
 
 
-def test_a_diverging_step_stops_before_it_updates_anything():
+class Snapshots(Callback):
+    """The weights, optimizer state and iteration count after every step (batch size large enough that the
+    compiled engine takes one step per call, so its callbacks see each step's weights too)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_batch_end(self, batch, logs):
+        opt = self.model.optimizer
+        self.seen.append((self.model.get_weights(), {k: v.copy() for k, v in opt.get_state(self.model.parameters)
+                                                     .items()}))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_diverging_step_leaves_the_weights_and_state_of_the_step_before(engine, optimizer):
+    x, y = data(n=5 * STEP_ROWS)
+    model = model_for(("relu",), optimizer, "float32")
+
+    class Explode(Snapshots):
+        def on_batch_end(self, batch, logs):
+            super().on_batch_end(batch, logs)
+            if batch == 1:  # the compiled engine reads the rate at its next call: one step per call here
+                self.model.optimizer.learning_rate = 1e30
+
+    cb = Explode()
+    with pytest.raises(fcnet.DivergenceError, match=r"at epoch 1, batch (\d+) .*lower learning rate") as err:
+        model.fit(x, y, epochs=1, batch_size=STEP_ROWS, verbose=0, engine=engine, callbacks=[cb])
+    failed = int(err.value.args[0].split("batch ")[1].split()[0])
+    assert failed >= 3 and len(cb.seen) == failed - 1  # the failing step reached no callback
+    weights, state = cb.seen[-1]
+    for p, w in zip(model.parameters, weights):
+        assert_array_equal(p, w)
+    for key, value in model.optimizer.get_state(model.parameters).items():
+        assert_array_equal(value, state[key])
+    assert model.optimizer.iterations == failed - 1
+
+
+def test_both_engines_draw_the_same_random_numbers():
     x, y = data()
-    model = model_for(("relu",), "sgd", "float32")
-    model.optimizer.learning_rate = 1e30
-    with pytest.raises(fcnet.DivergenceError, match=r"at epoch 1, batch \d+ .*lower learning rate"):
-        model.fit(x, y, epochs=1, batch_size=32, verbose=0, engine="numba")
-    assert all(np.isfinite(p).all() for p in model.parameters)
+    states = []
+    for engine in ENGINES:
+        model = model_for(("relu",), "sgd", "float64")
+        model.fit(x, y, epochs=3, batch_size=32, verbose=0, engine=engine)
+        states.append(model.rng.bit_generator.state)
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, engine=engine, shuffle=False)
+        assert model.rng.bit_generator.state == states[-1]  # no shuffle, no draw
+    assert states[0] == states[1]
+
+
+def test_the_engine_is_chosen_and_built_once_per_fit(monkeypatch):
+    from fcnet import engines
+
+    built = []
+    original = engines.make_engine
+    monkeypatch.setattr("fcnet.training.make_engine", lambda *a, **k: built.append(a) or original(*a, **k))
+    x, y = data()
+    for engine in ENGINES:
+        model_for(("relu",), "adam", "float32").fit(x, y, epochs=3, batch_size=32, verbose=0, engine=engine)
+    assert len(built) == 2
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gradients_after_a_step_are_that_steps_on_numpy(engine):
+    x, y = data()
+    model = model_for(("relu",), "momentum", "float64")
+    ref = model_for(("relu",), "momentum", "float64")
+    model.fit(x[:32], y[:32], epochs=1, batch_size=32, verbose=0, engine=engine, shuffle=False)
+    _, grads = ref.loss_and_gradients(x[:32], y[:32])
+    for g, r in zip(model.gradients, grads):
+        assert_allclose(g, r, rtol=1e-12, atol=1e-15)
 
 
 def test_learning_rate_changes_between_epochs_are_seen():
@@ -162,17 +230,18 @@ def test_without_numba_auto_falls_back_and_numba_says_how_to_install(monkeypatch
     model = model_for(("relu",), "sgd", "float32")
     assert model.fit(x, y, epochs=1, verbose=0).engine == "numpy"
     with pytest.raises(ValueError, match=r"needs Numba: pip install 'fcnet\[fast\]'"):
-        train_epoch(model, x, y, 32, np.arange(len(x)), engine="numba")
+        make_engine(model, y, 32, x.dtype, engine="numba")
 
 
 def test_indices_the_compiled_loop_would_not_check_are_refused():
     x, y = data()
     model = model_for(("relu",), "sgd", "float32")
+    engine = make_engine(model, y, 32, x.dtype, "numba")
     order = np.arange(len(x))
     for bad_order in (order + 1, order - 1, order.astype(float), order.reshape(-1, 1)):
         with pytest.raises(ValueError, match=r"order must be a 1-D array of row indices in 0\.\.329"):
-            train_epoch(model, x, y, 32, bad_order, engine="numba")
+            train_epoch(engine, x, y, bad_order)
     with pytest.raises(ValueError, match=r"labels must lie in 0\.\.4, found 0\.\.5"):
-        train_epoch(model, x, np.where(y == 4, 5, y), 32, order, engine="numba")
+        train_epoch(engine, x, np.where(y == 4, 5, y), order)
     with pytest.raises(ValueError, match=r"x must have shape \(n, 20\)"):
-        train_epoch(model, x[:, :10], y, 32, order, engine="numba")
+        train_epoch(engine, x[:, :10], y, order)

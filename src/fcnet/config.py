@@ -1,0 +1,190 @@
+"""``TrainConfig``: every setting of a training run, its default and its check, in one place.
+
+The command line builds its ``fcnet train`` flags from these fields (``--batch-size`` is ``batch_size``),
+sweep files name them as TOML keys, and Python users construct the dataclass directly; all three end in
+:func:`fcnet.run.train_run`. Values may be given as text (flags, TOML strings) or as Python values and are
+converted and checked once, when the config is made::
+
+    >>> TrainConfig(dataset="fashion-mnist", hidden="256,128", optimizer="adam", lr=1e-3).hidden
+    (256, 128)
+
+A run's identity is :meth:`TrainConfig.identity`: the hash of the settings that differ from
+``TrainConfig()`` (and change what is learned), so a field added later does not change the identity of
+configs that never set it.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+
+from . import activations, datasets, losses, optimizers
+
+__all__ = ["TrainConfig", "varied", "NOT_LEARNED"]
+
+NOT_LEARNED = ("data_dir",)  # where the data is read from: not part of a run's identity
+
+ENGINES = ("auto", "numpy", "numba")
+
+
+class _Check:
+    """Convert a value (or its text) to ``kind`` and test it; ``what`` says what is allowed, for messages."""
+
+    def __init__(self, kind, test, what):
+        self.kind, self.test, self.what = kind, test, what
+
+    def __call__(self, value):
+        if isinstance(value, bool) or (self.kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"must be {self.what}")
+        try:
+            converted = self.kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be {self.what}") from None
+        if not self.test(converted):
+            raise ValueError(f"must be {self.what}")
+        return converted
+
+
+class _Choice:
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+        self.what = "one of " + ", ".join(self.choices)
+
+    def __call__(self, value):
+        if value not in self.choices:
+            raise ValueError(f"must be {self.what}")
+        return value
+
+
+def _hidden(value):
+    """``"256,128"``, ``[256, 128]``, ``256``, ``""`` or ``"none"`` → a tuple of widths."""
+    if isinstance(value, str):
+        value = [] if value.strip().lower() in ("", "none") else value.split(",")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    try:
+        return tuple(_positive_int(v.strip() if isinstance(v, str) else v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError("must be integers ≥ 1 separated by commas") from None
+
+
+def _dataset(value):
+    if value in datasets.NAMES or (isinstance(value, str) and value.startswith("idx:") and len(value) > 4):
+        return value
+    raise ValueError(f"must be one of {', '.join(datasets.NAMES)} or idx:DIR")
+
+
+def _optional(check):
+    def optional(value):
+        return None if value is None else check(value)
+    optional.what = getattr(check, "what", "text")
+    return optional
+
+
+_positive_int = _Check(int, lambda v: v >= 1, "an integer ≥ 1")
+_positive_float = _Check(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
+_hidden.what = "integers ≥ 1 separated by commas"
+_dataset.what = f"{', '.join(datasets.NAMES)} or idx:DIR"
+
+
+def _field(default, check, help):
+    return dataclasses.field(default=default, metadata={"check": check, "help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A training run: data, network, optimizer and schedule. The defaults are the seed 001 lab.
+
+    Parameters
+    ----------
+    dataset : str
+        ``mnist``, ``fashion-mnist``, ``kmnist`` or ``idx:DIR`` (any folder of the four IDX files).
+    data_dir : str, optional
+        Folder searched first for the data set (default ``$FCNET_DATA``); not part of the identity.
+    limit : int, optional
+        Train on the first ``limit`` training images only.
+    hidden : tuple of int
+        Hidden layer widths; the output layer is a softmax over the data set's classes.
+    activation, loss, optimizer : str
+        Names from :mod:`fcnet.activations`, :mod:`fcnet.losses`, :mod:`fcnet.optimizers`.
+    lr, momentum, lr_decay : float
+        Learning rate; SGD momentum (SGD only); the factor applied to ``lr`` after every epoch.
+    batch_size, epochs : int
+    validation_split : float in [0, 1)
+        Fraction held out from the end of the training set, as in Keras.
+    dtype : {"float32", "float64"}
+    seed : int
+        Seeds the weights and every epoch's shuffle.
+    engine : {"auto", "numpy", "numba"}
+        Who runs the training steps (:mod:`fcnet.engines`).
+
+    Raises
+    ------
+    ValueError
+        A value that fails its check, in one line naming the field.
+    """
+
+    dataset: str = _field("mnist", _dataset, "data set name or idx:DIR")
+    data_dir: str | None = _field(None, _optional(str), "folder searched first for the data set ($FCNET_DATA)")
+    limit: int | None = _field(None, _optional(_positive_int), "use only the first N training images")
+    hidden: tuple = _field((300,), _hidden, "hidden layer widths, e.g. 256,128,64,64")
+    activation: str = _field("relu", _Choice(activations.NAMES), "hidden-layer activation")
+    loss: str = _field("sparse_categorical_crossentropy", _Choice(losses.NAMES), "loss on a softmax output")
+    optimizer: str = _field("sgd", _Choice(optimizers.NAMES), "optimizer")
+    lr: float = _field(0.1, _positive_float, "learning rate")
+    momentum: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"), "SGD momentum")
+    lr_decay: float = _field(1.0, _Check(float, lambda v: 0 < v <= 1, "in (0, 1]"),
+                             "multiply the learning rate by this after every epoch")
+    batch_size: int = _field(64, _positive_int, "examples per gradient step")
+    epochs: int = _field(20, _positive_int, "passes over the training set")
+    validation_split: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
+                                     "fraction of the training set held out for validation")
+    dtype: str = _field("float32", _Choice(("float32", "float64")), "parameter and computation precision")
+    seed: int = _field(0, _Check(int, lambda v: v >= 0, "an integer ≥ 0"), "seeds the weights and the shuffles")
+    engine: str = _field("auto", _Choice(ENGINES), "numba: the compiled training loop (fcnet[fast]); numpy: the "
+                         "reference; auto: numba when installed and it covers the model")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            try:
+                object.__setattr__(self, f.name, f.metadata["check"](getattr(self, f.name)))
+            except ValueError as exc:
+                raise ValueError(f"{f.name} {exc}, got {getattr(self, f.name)!r}") from None
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError("momentum applies to optimizer sgd only")
+
+    @classmethod
+    def from_dict(cls, settings):
+        """A config from a dict of settings (a sweep trial, a checkpoint); an unknown key is a ValueError."""
+        unknown = sorted(set(settings) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r}; the settings are {', '.join(cls.field_names())}")
+        return cls(**settings)
+
+    @staticmethod
+    def field_names():
+        return [f.name for f in dataclasses.fields(TrainConfig)]
+
+    def to_dict(self):
+        """Every setting as JSON-able values (``hidden`` as a list)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def changes(self):
+        """The settings that differ from ``TrainConfig()``, as JSON-able values."""
+        default = TrainConfig().to_dict()
+        return {k: v for k, v in self.to_dict().items() if v != default[k]}
+
+    def identity(self):
+        """A 12-hex-digit hash of :meth:`changes` that change what is learned (``data_dir`` does not)."""
+        learned = {k: v for k, v in self.changes().items() if k not in NOT_LEARNED}
+        return hashlib.sha256(json.dumps(learned, sort_keys=True).encode()).hexdigest()[:12]
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+
+def varied(configs):
+    """The setting names whose values differ between ``configs`` (dicts), sorted."""
+    keys = sorted({k for c in configs for k in c})
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]

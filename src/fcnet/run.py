@@ -1,0 +1,235 @@
+"""A training run as a library object: ``train_run(TrainConfig) -> RunResult``.
+
+This is what ``fcnet train`` does, what every sweep trial does, and what a notebook calls::
+
+    result = fcnet.train_run(fcnet.TrainConfig(dataset="fashion-mnist", hidden=(256, 128), optimizer="adam",
+                                               lr=1e-3, epochs=10), out="runs/adam")
+    result.metrics.test["accuracy"], result.model.predict(x)
+
+It loads and checks the data, builds the network (hidden ``Dense`` layers and a softmax output), trains it
+with :meth:`~fcnet.model.Sequential.fit`, evaluates it on the test set and, with ``out``, checkpoints every
+epoch and writes ``model.npz``, ``metrics.json`` (:class:`~fcnet.records.RunMetrics`) and the figures.
+Errors are exceptions: ``ValueError`` for a bad setting, :class:`~fcnet.errors.FcnetError` for bad data or a
+diverged run, :class:`~fcnet.errors.RunInterrupted` for Ctrl-C (after saving what could be saved).
+"""
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import datasets
+from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint
+from .config import TrainConfig
+from .errors import FcnetError, RunInterrupted
+from .layers import Dense
+from .model import Sequential
+from .records import DIGIT_SETS, ModelInfo, RunMetrics
+from .training import EpochLog, LearningRateDecay, ProgressBar
+
+__all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "RESUMABLE"]
+
+RESUMABLE = ("epochs", "engine", "data_dir")  # the settings a resumed run may change
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`train_run` returns.
+
+    Attributes
+    ----------
+    config : TrainConfig
+    model : Sequential
+        The trained network (its ``metadata`` is a :class:`~fcnet.records.ModelInfo`).
+    metrics : RunMetrics
+        Every epoch (those before a resume too), the test loss and accuracy, the engine, the times.
+    out : Path or None
+        The run folder, when one was written.
+    files : list of Path
+        The files written into ``out`` (model, metrics, figures).
+    """
+
+    config: TrainConfig
+    model: Sequential
+    metrics: RunMetrics
+    out: Path | None = None
+    files: list = dataclasses.field(default_factory=list)
+
+
+def build_model(hidden, activation, n_in, n_classes, seed, dtype):
+    """The network ``fcnet train`` trains: hidden ``Dense`` layers of ``activation``, then a softmax output."""
+    widths = [*hidden, n_classes]
+    acts = [activation] * len(hidden) + ["softmax"]
+    layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None) for i, (w, a) in enumerate(zip(widths, acts))]
+    return Sequential(layers, seed=seed, dtype=dtype)
+
+
+def prepare(config):
+    """The data (``limit`` applied) and the compiled, untrained network of a run.
+
+    Returns
+    -------
+    (x_train, y_train), (x_test, y_test), model
+    """
+    (x_train, y_train), (x_test, y_test) = datasets.load(config.dataset, config.data_dir)
+    if config.limit:
+        x_train, y_train = x_train[:config.limit], y_train[:config.limit]
+    if config.validation_split and int(len(x_train) * (1 - config.validation_split)) in (0, len(x_train)):
+        raise FcnetError(f"validation_split {config.validation_split} leaves no training or no validation data "
+                         f"out of {len(x_train)} images")
+    registered = config.dataset in datasets.NAMES
+    n_classes = len(datasets.class_names(config.dataset)) if registered else int(max(y_train.max(), y_test.max())) + 1
+    n_in = int(np.prod(x_train.shape[1:]))
+    model = build_model(config.hidden, config.activation, n_in, n_classes, config.seed, config.dtype)
+    info = ModelInfo(dataset=config.dataset, class_names=tuple(datasets.class_names(config.dataset))[:n_classes],
+                     image_shape=tuple(x_train.shape[1:]),
+                     preparation="digits" if config.dataset in DIGIT_SETS else "fit")
+    model.metadata = info.to_metadata()
+    optimizer = {"name": config.optimizer, "learning_rate": config.lr}
+    if config.momentum:
+        optimizer["momentum"] = config.momentum
+    model.compile(optimizer=optimizer, loss=config.loss, metrics=["accuracy"])
+    return (x_train, y_train), (x_test, y_test), model
+
+
+def checkpoint_config(folder):
+    """The :class:`TrainConfig` of the run checkpointed in ``folder`` (to resume it, perhaps with more epochs).
+
+    Raises
+    ------
+    DataError
+        No readable checkpoint there.
+    """
+    return _stored_config(load_checkpoint(Path(folder))[1], Path(folder))
+
+
+def _stored_config(state, folder):
+    settings = state["settings"]
+    if not isinstance(settings, dict):
+        raise FcnetError(f"{folder / CHECKPOINT}: the checkpoint holds no settings")
+    try:  # checkpoints of fcnet ≤ 0.1 stored every command-line flag; the config is the part that is a setting
+        return TrainConfig.from_dict({k: v for k, v in settings.items() if k in TrainConfig.field_names()})
+    except ValueError as exc:
+        raise FcnetError(f"{folder / CHECKPOINT}: invalid settings ({exc})") from None
+
+
+def _resume(config, out):
+    """``(model, state)`` of the checkpoint in ``out``, after checking ``config`` against the one it holds."""
+    model, state = load_checkpoint(out)
+    stored = _stored_config(state, out)
+    for name in TrainConfig.field_names():
+        given, before = getattr(config, name), getattr(stored, name)
+        if name not in RESUMABLE and given != before:
+            raise ValueError(f"{name} is {before!r} in the checkpointed run in {out}, not {given!r}; a resumed run "
+                             f"keeps its settings (only {', '.join(RESUMABLE)} may change)")
+    if config.epochs < state["epoch"]:
+        raise ValueError(f"{out} has already trained {state['epoch']} epochs; epochs must be at least that")
+    return model, state
+
+
+def _say(verbose, text):
+    if verbose:
+        print(text, flush=True)
+
+
+def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, figures=True):
+    """Train the run that ``config`` describes, as ``fcnet train`` does; returns a :class:`RunResult`.
+
+    Parameters
+    ----------
+    config : TrainConfig, optional
+        Default ``TrainConfig()``: the seed 001 lab on MNIST.
+    out : str or Path, optional
+        The run folder: ``checkpoint.npz`` after every epoch, then ``model.npz``, ``metrics.json`` and
+        (with ``figures``) the PNG figures.
+    resume : bool
+        Continue the run checkpointed in ``out``: ``config`` must equal its settings except for
+        :data:`RESUMABLE` (:func:`checkpoint_config` reads them). The remaining epochs end bit-identical
+        to a run that was never interrupted.
+    callbacks : list of Callback, optional
+        Passed to ``fit`` beside the run's own (learning-rate decay, progress, checkpoint).
+    verbose : {0, 1, 2}
+        0 silent; 1 a line describing the run and lines with its results, on stdout; 2 also a progress
+        bar (stderr, terminals only) and a line per epoch.
+    figures : bool
+        With ``out``, draw the figures (needs matplotlib; skipped with a message when it is missing).
+
+    Raises
+    ------
+    ValueError
+        A setting that cannot be used (``resume`` without ``out``, settings that differ from the checkpoint).
+    FcnetError
+        Missing or corrupt data, a checkpoint that cannot be read, a diverged run.
+    RunInterrupted
+        Ctrl-C; the message says which epoch is saved and how to resume.
+    """
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    out = None if out is None else Path(out)
+    if resume and out is None:
+        raise ValueError("resume needs the run folder (out) that holds the checkpoint")
+    model, state = _resume(config, out) if resume else (None, None)
+    (x_train, y_train), (x_test, y_test), built = prepare(config)
+    model = model or built
+    n_train = int(len(x_train) * (1 - config.validation_split))
+    steps = math.ceil(n_train / config.batch_size)
+    run_callbacks = [LearningRateDecay(config.lr_decay)] if config.lr_decay != 1 else []
+    if verbose >= 2:
+        run_callbacks += [ProgressBar(config.epochs, steps), EpochLog(config.epochs)]
+    checkpoint = None
+    if out is not None:
+        checkpoint = Checkpoint(out, config.to_dict(), state and state["history"])
+        run_callbacks.append(checkpoint)
+    arch = "-".join(map(str, [model.input_dim, *config.hidden, model.output_dim]))
+    start_epoch = state["epoch"] if state else 0
+    _say(verbose, f"fcnet: {arch} {config.activation}/softmax, {config.optimizer} lr {config.lr}, batch "
+                  f"{config.batch_size}, {config.epochs} epochs, {n_train} {config.dataset} training images, seed "
+                  f"{config.seed}" + (f"; resuming after epoch {start_epoch}" if state else ""))
+    start = time.perf_counter()
+    try:
+        history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
+                            validation_split=config.validation_split, verbose=0,
+                            callbacks=[*run_callbacks, *(callbacks or [])], initial_epoch=start_epoch,
+                            engine=config.engine)
+    except KeyboardInterrupt:
+        done = len(checkpoint.history.get("loss", [])) if checkpoint else 0
+        where = (f"epoch {done} is saved in {out}; resume with: fcnet train --resume {out}" if done
+                 else f"no epoch finished, nothing saved in {out}" if checkpoint
+                 else "nothing saved (use --out DIR to keep checkpoints)")
+        raise RunInterrupted(f"interrupted; {where}") from None
+    total = time.perf_counter() - start
+    test = model.evaluate(x_test, y_test)
+    _say(verbose, f"total time {total:.2f}s  steps per epoch {steps}  engine {history.engine}")
+    _say(verbose, f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}")
+    metrics = RunMetrics.from_history(checkpoint.history if checkpoint else history.history,
+                                      config=config.to_dict(), architecture=arch, steps_per_epoch=steps,
+                                      total_seconds=total, engine=history.engine,
+                                      test={"loss": test.loss, "accuracy": test.accuracy})
+    model.metadata = ModelInfo.of(model).replace(test_accuracy=test.accuracy).to_metadata()
+    result = RunResult(config, model, metrics, out)
+    if out is not None:
+        _write(result, x_test, y_test, figures, verbose)
+    return result
+
+
+def _write(result, x_test, y_test, figures, verbose):
+    """Save the model, the figures (which add per-class metrics) and metrics.json into ``result.out``."""
+    out = result.out
+    result.model.save(out / "model.npz")
+    result.files.append(out / "model.npz")
+    if figures:
+        try:
+            from .report import save_figures
+
+            result.files += save_figures(out, result.model, result.metrics, x_test, y_test)
+        except FcnetError as exc:  # matplotlib missing: the model and metrics are saved all the same
+            print(f"figures skipped: {exc}", file=sys.stderr)
+    result.metrics.write(out / "metrics.json")
+    result.files.insert(1, out / "metrics.json")
+    figures = result.files[2:]
+    _say(verbose, f"saved {out / 'model.npz'}, {out / 'metrics.json'}"
+                  + (f" and {len(figures)} figures ({', '.join(p.name for p in figures)})" if figures else ""))
