@@ -28,7 +28,6 @@ import numpy as np
 
 from . import activations, blas, losses, optimizers
 from .blas import NO_TRANS, ROW_MAJOR, TRANS
-from .engines import Engine, Step
 from .layers import Dense
 
 __all__ = ["unsupported", "NumbaEngine", "STEP_ROWS", "HYPER"]
@@ -74,8 +73,9 @@ def unsupported(model, y):
     return None
 
 
-class NumbaEngine(Engine):
-    """The compiled engine: everything the compiled steps need for one model and batch size, gathered once.
+class NumbaEngine:
+    """The compiled engine of :mod:`fcnet.engines` (its interface, :class:`fcnet.engines.Engine`, is not
+    inherited: that module imports this one): everything the compiled steps need, gathered once.
 
     Parameters
     ----------
@@ -138,6 +138,7 @@ class NumbaEngine(Engine):
         return done
 
     def epoch(self, x, y, order):
+        """Train one epoch over ``x[order]``; yields ``(rows, loss, hits)`` per step, as ``engines.Step``."""
         n, model = len(x), self.model
         # Compiled code does not check bounds: what NumPy would refuse with an IndexError is refused here.
         if x.ndim != 2 or x.shape[1] != model.input_dim or len(y) != n:
@@ -155,8 +156,8 @@ class NumbaEngine(Engine):
             done = self._run(x, y, order, first, last)
             # A step whose loss is not finite is reported too (it updated nothing), and ends the epoch.
             for i in range(min(done + 1, last - first)):
-                yield Step(min(self.batch_size, n - (first + i) * self.batch_size), float(self._losses[i]),
-                           int(self._hits[i]))
+                rows = min(self.batch_size, n - (first + i) * self.batch_size)
+                yield rows, float(self._losses[i]), int(self._hits[i])
             if done < last - first:
                 return
 

@@ -1,0 +1,178 @@
+"""train_run: one training run for the CLI, sweeps and notebooks alike; its records; resuming it."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from numpy.testing import assert_array_equal
+
+import fcnet
+from fcnet import TrainConfig, train_run
+from fcnet.cli import main
+from fcnet.errors import DataError, RunInterrupted
+from fcnet.records import ModelInfo, RunMetrics
+
+
+def config_for(idx_dir, **changes):
+    return TrainConfig(**{"dataset": f"idx:{idx_dir}", "hidden": (16,), "epochs": 2, "batch_size": 50, **changes})
+
+
+def test_the_library_and_the_cli_train_the_same_run(idx_dir, tmp_path):
+    config = config_for(idx_dir, validation_split=0.2, optimizer="adam", lr=0.002)
+    result = train_run(config, out=tmp_path / "lib", verbose=0)
+    assert main(["train", "--dataset", f"idx:{idx_dir}", "--hidden", "16", "--epochs", "2", "--batch-size", "50",
+                 "--validation-split", "0.2", "--optimizer", "adam", "--lr", "0.002", "--quiet",
+                 "--out", str(tmp_path / "cli")]) == 0
+    lib, cli = RunMetrics.read(tmp_path / "lib"), RunMetrics.read(tmp_path / "cli")
+    assert lib.config == cli.config == config.to_dict()
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert lib.history[key] == cli.history[key] == result.metrics.history[key]
+    assert lib.test == cli.test == result.metrics.test and lib.engine == cli.engine
+    a, b = fcnet.load_model(tmp_path / "lib" / "model.npz"), fcnet.load_model(tmp_path / "cli" / "model.npz")
+    for p, q, r in zip(a.parameters, b.parameters, result.model.parameters):
+        assert_array_equal(p, q)
+        assert_array_equal(p, r)
+    assert a.metadata == b.metadata == result.model.metadata
+    assert [p.name for p in result.files][:2] == ["model.npz", "metrics.json"]
+    assert all(p.is_file() for p in result.files)
+
+
+def test_verbose_prints_the_run_as_the_cli_does(idx_dir, capsys):
+    result = train_run(config_for(idx_dir), verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fcnet: 784-16-10 relu/softmax, sgd lr 0.1, batch 50, 2 epochs, 600 ")
+    assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1/2", "2/2"]
+    assert lines[-1] == f"test loss {result.metrics.test['loss']:.4f}  test accuracy " \
+                        f"{result.metrics.test['accuracy']:.4f}"
+    assert result.out is None and result.files == []
+    train_run(config_for(idx_dir), verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_resuming_continues_bit_identically_and_refuses_changed_settings(idx_dir, tmp_path):
+    full = train_run(config_for(idx_dir, epochs=3), out=tmp_path / "full", verbose=0)
+    train_run(config_for(idx_dir), out=tmp_path / "part", verbose=0)
+    with pytest.raises(ValueError, match=r"lr is 0\.1 in the checkpointed run in .*part, not 0\.5; .*only epochs, "
+                                         r"engine, data_dir may change"):
+        train_run(config_for(idx_dir, epochs=3, lr=0.5), out=tmp_path / "part", resume=True, verbose=0)
+    with pytest.raises(ValueError, match="has already trained 2 epochs"):
+        train_run(config_for(idx_dir, epochs=1), out=tmp_path / "part", resume=True, verbose=0)
+    with pytest.raises(ValueError, match="resume needs the run folder"):
+        train_run(config_for(idx_dir), resume=True)
+    resumed = train_run(config_for(idx_dir, epochs=3), out=tmp_path / "part", resume=True, verbose=0)
+    assert resumed.metrics.history["loss"] == full.metrics.history["loss"]
+    for p, q in zip(full.model.parameters, resumed.model.parameters):
+        assert_array_equal(p, q)
+    more = train_run(config_for(idx_dir, epochs=4, engine="numpy"), out=tmp_path / "part", resume=True, verbose=0)
+    assert more.metrics.engine == "numpy" and more.metrics.history["loss"][:3] == full.metrics.history["loss"]
+
+
+def test_cli_resume_writes_where_it_is_told_and_names_a_refused_flag(idx_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"idx:{idx_dir}", "--hidden", "8", "--epochs", "2", "--quiet",
+                 "--no-figures", "--out", str(run)]) == 0
+    moved = tmp_path / "moved"
+    shutil.move(run, moved)
+    capsys.readouterr()
+    # 20 is the default of --epochs: given explicitly, it is honoured (fcnet 0.1 took it for "not given")
+    assert main(["train", "--resume", str(moved), "--epochs", "3", "--quiet"]) == 0
+    assert "resuming after epoch 2" in capsys.readouterr().out
+    assert not run.exists() and len(RunMetrics.read(moved).epochs) == 3
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--resume", str(moved), "--epochs", "4", "--lr", "0.5"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lr is 0.1 in the checkpointed run" in err[0]
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(moved), "--out", str(tmp_path / "elsewhere")])
+    assert "--resume DIR writes to DIR" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_what_was_saved(idx_dir, tmp_path):
+    class CtrlC(fcnet.Callback):
+        def __init__(self, epoch):
+            self.epoch = epoch
+
+        def on_epoch_begin(self, epoch, logs):
+            if epoch == self.epoch:
+                raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted, match="interrupted; no epoch finished, nothing saved in"):
+        train_run(config_for(idx_dir), out=tmp_path / "a", callbacks=[CtrlC(0)], verbose=0)
+    with pytest.raises(RunInterrupted, match=r"interrupted; epoch 1 is saved in .*b; resume with: fcnet train "
+                                             r"--resume .*b$"):
+        train_run(config_for(idx_dir), out=tmp_path / "b", callbacks=[CtrlC(1)], verbose=0)
+    with pytest.raises(RunInterrupted, match=r"nothing saved \(use --out DIR"):
+        train_run(config_for(idx_dir), callbacks=[CtrlC(1)], verbose=0)
+    assert issubclass(RunInterrupted, KeyboardInterrupt)  # Jupyter's stop button still means stop
+
+
+def test_model_info_defaults_and_what_a_run_records(idx_dir):
+    bare = fcnet.Sequential([fcnet.Dense(4, "relu", input_dim=784), fcnet.Dense(3, "softmax")])
+    info = ModelInfo.of(bare)
+    assert info == ModelInfo(None, ("0", "1", "2"), (28, 28), "digits", None)
+    odd = fcnet.Sequential([fcnet.Dense(3, "softmax", input_dim=50)])
+    odd.metadata = {"class_names": ["a"], "image_shape": [5, 5], "test_accuracy": "high"}  # each wrong
+    assert ModelInfo.of(odd) == ModelInfo(None, ("0", "1", "2"), None, "digits", None)
+    model = train_run(config_for(idx_dir, epochs=1), verbose=0).model
+    info = ModelInfo.of(model)
+    assert (info.dataset, info.image_shape, info.preparation) == (f"idx:{idx_dir}", (28, 28), "fit")
+    assert info.test_accuracy > 0.5 and len(info.class_names) == 10
+
+
+def test_serve_and_predict_prepare_pictures_the_same_way(idx_dir, tmp_path):
+    pytest.importorskip("fastapi")
+    from fcnet.serve import describe
+
+    for metadata, expected in (({}, "digits"), ({"dataset": "fashion-mnist"}, "fit"), ({"dataset": "kmnist"},
+                                                                                        "digits"),
+                               ({"dataset": "mnist", "preparation": "fit"}, "fit")):
+        model = fcnet.Sequential([fcnet.Dense(10, "softmax", input_dim=784)], seed=0)
+        model.metadata = metadata
+        assert describe(model, "m.npz")["preparation"] == ModelInfo.of(model).preparation == expected
+
+
+def test_metrics_files_are_read_in_one_place_with_one_line_errors(tmp_path):
+    with pytest.raises(DataError, match="no metrics.json"):
+        RunMetrics.read(tmp_path)
+    (tmp_path / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="not an fcnet metrics file"):
+        RunMetrics.read(tmp_path)
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {}, "epochs": []}))
+    with pytest.raises(DataError, match="missing architecture, engine, steps_per_epoch, test, total_seconds"):
+        RunMetrics.read(tmp_path)
+    (tmp_path / "metrics.json").write_text("{")
+    with pytest.raises(DataError, match="not valid JSON"):
+        RunMetrics.read(tmp_path)
+
+
+def test_evaluate_and_plot_use_the_data_set_the_model_was_trained_on(idx_dir, tmp_path, capsys):
+    assert main(["train", "--dataset", f"idx:{idx_dir}", "--hidden", "8", "--epochs", "1", "--quiet",
+                 "--no-figures", "--out", str(tmp_path / "run")]) == 0
+    accuracy = RunMetrics.read(tmp_path / "run").test["accuracy"]
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run" / "model.npz")]) == 0
+    assert f"test accuracy {accuracy:.4f}  (200 idx:{idx_dir} images)" in capsys.readouterr().out
+    bare = fcnet.Sequential([fcnet.Dense(10, "softmax", input_dim=784)])
+    bare.compile("sgd", "sparse_categorical_crossentropy")
+    bare.save(tmp_path / "bare.npz")
+    assert main(["evaluate", str(tmp_path / "bare.npz")]) == 1
+    assert "no data set recorded with the model; pass --dataset" in capsys.readouterr().err
+
+
+def test_the_shipped_sweeps_are_found_by_name():
+    from fcnet.sweep import bundled_sweeps, load_spec, spec_path, trials
+
+    assert bundled_sweeps() == ["seed002", "seed004"]
+    assert len(trials(*load_spec(spec_path("seed004")))) == 45
+    assert str(spec_path("no/such.toml")) == "no/such.toml"  # a path stays a path (and fails as one)
+
+
+def test_a_notebook_line_trains_fashion_mnist(fashion):
+    code = ("import fcnet; r = fcnet.train_run(fcnet.TrainConfig(dataset='fashion-mnist', limit=5000, epochs=1), "
+            "verbose=0); print(r.metrics.test['accuracy'], len(r.metrics.epochs))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    accuracy, epochs = out.stdout.split()
+    assert float(accuracy) > 0.5 and epochs == "1"
