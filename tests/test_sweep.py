@@ -132,3 +132,15 @@ def test_cli_sweep_outputs_and_runs_commands(tmp_path, data, capsys):
     assert main(["runs", "list", "--store", str(tmp_path / "nowhere")]) == 1
     assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0
     assert best["id"] in (tmp_path / "r.html").read_text()
+
+
+def test_a_failing_trial_is_recorded_with_its_exception_and_the_sweep_goes_on(tmp_path, data, capsys):
+    path = tmp_path / "diverge.toml"
+    path.write_text(f'dataset = "idx:{data}"\nepochs = 2\nlimit = 500\n[grid]\nlr = [0.05, 1e6]\n')
+    assert main(["sweep", str(path), "--out", str(tmp_path / "s"), "--workers", "1", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "1 finished, 1 failed" in captured.out
+    failed = RunStore(tmp_path / "s" / "runs.sqlite").runs("failed")
+    assert len(failed) == 1 and failed[0]["config"]["lr"] == 1e6
+    assert failed[0]["error"].startswith("DivergenceError: loss became")  # the exception itself, not scraped text
+    assert captured.err.strip().splitlines()[-1] == f"failed: {failed[0]['id']} {failed[0]['error']}"

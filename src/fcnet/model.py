@@ -143,7 +143,8 @@ class Sequential:
             return False
         return True if self.layers[-1].activation.name == "softmax" else None
 
-    def _require_compiled(self):
+    def require_compiled(self):
+        """Raise RuntimeError unless :meth:`compile` was called."""
         if self.loss is None:
             raise RuntimeError("compile() the model first")
 
@@ -263,7 +264,7 @@ class Sequential:
         grads : list of ndarray
             One array per entry of :attr:`parameters`, same shapes.
         """
-        self._require_compiled()
+        self.require_compiled()
         x = self.check_inputs(x)
         y = self.check_targets(y, len(x))
         value, _ = self.forward_backward(self.to_float(x), y)
@@ -287,7 +288,7 @@ class Sequential:
 
     def evaluate(self, x, y, batch_size=_PREDICT_BATCH):
         """Mean loss and accuracy (``nan`` for regression targets) over ``(x, y)``; a named tuple."""
-        self._require_compiled()
+        self.require_compiled()
         x = self.check_inputs(x)
         y = self.check_targets(y, len(x))
         if len(x) == 0:

@@ -67,7 +67,7 @@ def load_spec(path):
     try:
         spec = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise FcnetError(f"{path}: no such sweep file") from None
+        raise FcnetError(f"{path}: no such sweep file (shipped with fcnet: {', '.join(bundled_sweeps())})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise FcnetError(f"{path}: not valid TOML ({exc})") from None
     grid, random = spec.pop("grid", {}), spec.pop("random", {})

@@ -148,7 +148,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     DivergenceError
         When a batch loss is NaN or infinite: training stops at once, before that step's update.
     """
-    model._require_compiled()
+    model.require_compiled()
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
     if not 0 <= initial_epoch <= epochs:
