@@ -49,8 +49,9 @@ def test_cli_compare_reports_missing_frameworks_and_the_ratio(idx_dir, capsys, m
     monkeypatch.setitem(compare.RUNNERS, "keras", missing)
     assert main(["compare", "--dataset", f"idx:{idx_dir}", "--hidden", "16", "--epochs", "2",
                  "--framework", "torch,keras"]) == 0
-    out = capsys.readouterr().out
-    assert "keras: not installed (pip install 'fcnet[keras]')" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "keras: not installed (pip install 'fcnet[keras]')" in captured.err
     rows = [line.split() for line in out.splitlines() if line.split()[1:2] in (["fcnet"], ["torch"])]
     assert [(r[0], r[1]) for r in rows] == [("1", "fcnet"), ("1", "torch"), ("2", "fcnet"), ("2", "torch")]
     assert rows[0][3] == rows[1][3]  # the same loss, to the printed digits

@@ -75,7 +75,7 @@ def test_varied_names_the_settings_that_differ():
 
 
 def test_the_cli_flags_are_the_config_fields():
-    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    train = build_parser().subcommands["train"]
     flags = {a.dest: a for a in train._actions if a.option_strings}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert fields <= set(flags)

@@ -1,6 +1,7 @@
 import dataclasses
 import gzip
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +140,13 @@ def test_real_fashion_mnist(fashion):
     assert x.dtype == np.uint8 and y.dtype == np.uint8
     assert_array_equal(np.bincount(y), [6000] * 10)
     assert_array_equal(np.bincount(yt), [1000] * 10)
+
+
+def test_recompressed_mnist_verifies_by_the_sha256_of_its_bytes():
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    if not (shared / "mnist").is_dir():
+        pytest.skip("the real MNIST copy beside the checkout (../shared/datasets/mnist) is not here")
+    (x, y), (xt, yt) = datasets.load("mnist", shared)  # gzip -9 -n: not the published .gz, the same bytes
+    assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
+    assert list(y[:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert datasets.download("mnist", shared, fetch=False) == shared / "mnist"

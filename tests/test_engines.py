@@ -9,10 +9,11 @@ from conftest import synthetic_images
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fcnet
+from fcnet.callbacks import Callback
 from fcnet.engines import choose_engine, make_engine
 from fcnet.jit import STEP_ROWS
 from fcnet.optimizers import SGD, Adam, RMSprop
-from fcnet.training import Callback, train_epoch
+from fcnet.training import train_epoch
 
 pytest.importorskip("numba")
 ENGINES = ("numpy", "numba")
@@ -196,7 +197,7 @@ def test_gradients_after_a_step_are_that_steps_on_numpy(engine):
 def test_learning_rate_changes_between_epochs_are_seen():
     x, y = data()
     make = lambda: model_for(("relu",), "sgd", "float64")  # noqa: E731
-    decay = lambda: [fcnet.training.LearningRateDecay(0.5)]  # noqa: E731
+    decay = lambda: [fcnet.callbacks.LearningRateDecay(0.5)]  # noqa: E731
     runs = [make().fit(x, y, epochs=3, batch_size=32, verbose=0, engine=e, callbacks=decay()) for e in
             ("numpy", "numba")]
     assert_allclose(runs[1].history["loss"], runs[0].history["loss"], rtol=1e-12)

@@ -110,6 +110,20 @@ def test_cli_passes_on_random_architectures(hidden, activation, loss, batch_size
     assert main(args) == 0
 
 
+def test_biases_are_drawn_off_the_relu_kinks():
+    from fcnet.gradcheck import biases_off_the_kinks
+
+    # hypothesis found this one: a unit of the third layer sat within 1e-6 of z = 0 with the biases drawn
+    # blindly, and its finite differences straddled the kink
+    assert main(["gradcheck", "--hidden", "10,4,7,6", "--activation", "leaky_relu", "--batch-size", "1", "--seed",
+                 "7", "--inputs", "7", "--classes", "3", "--no-torch"]) == 0
+    model = fcnet.Sequential([Dense(50, "relu", input_dim=5), Dense(3, "softmax")], seed=0, dtype="float64")
+    x = np.random.default_rng(0).random((64, 5))
+    margin = biases_off_the_kinks(model, x, np.random.default_rng(1))
+    z = x @ model.parameters[0] + model.parameters[1]
+    assert margin >= 1e-3 and np.abs(z).min() == margin
+
+
 def test_cli_exits_1_with_the_failing_rows(monkeypatch, capsys):
     monkeypatch.setattr(activations.Tanh, "backward", _wrong_tanh_derivative)
     code = main(["gradcheck", "--hidden", "6,6", "--activation", "tanh", "--inputs", "6", "--classes", "3"])

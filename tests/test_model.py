@@ -129,9 +129,9 @@ def test_shuffling_changes_the_order_every_epoch():
     orders = []
     original = model.forward_backward
 
-    def spy(xb, yb):
+    def spy(xb, yb, sample_weight=None):
         orders.append(yb.copy())
-        return original(xb, yb)
+        return original(xb, yb, sample_weight)
 
     model.forward_backward = spy
     model.fit(x, y, epochs=2, batch_size=100, verbose=0, engine="numpy")
@@ -220,7 +220,7 @@ def test_divergence_stops_training_with_the_epoch_and_batch():
 
 
 def test_learning_rate_decay_callback_multiplies_the_rate_every_epoch():
-    from fcnet.training import LearningRateDecay
+    from fcnet.callbacks import LearningRateDecay
 
     x, y = small_data(64)
     model = lab_model(hidden=8)

@@ -171,3 +171,46 @@ def test_a_port_in_use_is_a_one_line_error(served, capsys):
     assert main(["serve", str(path), "--port", str(port)]) == 1
     assert capsys.readouterr().err.strip() == (f"fcnet: error: cannot listen on 127.0.0.1:{port} "
                                                "(Address already in use); pick another --port")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
+def test_a_fashion_model_page_asks_for_a_picture_and_names_the_class(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    model = fcnet.Sequential([fcnet.Dense(10, "softmax", input_dim=784)], seed=0)
+    model.metadata = {"dataset": "fashion-mnist", "class_names": list(fcnet.datasets.class_names("fashion-mnist"))}
+    model.save(tmp_path / "fashion.npz")
+    port = free_port()
+    server = start_server(tmp_path / "fashion.npz", port)
+    try:
+        assert call(port, "GET", "/api/model")[1]["preparation"] == "fit"
+        status, blank = call(port, "POST", "/api/predict", json.dumps({"pixels": [0.0] * 784}).encode(),
+                             {"Content-Type": "application/json"})
+        assert status == 200 and blank["warning"].startswith("the input is blank")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function("document.getElementById('model').textContent.includes('784-10')")
+            title = page.text_content("#title")
+            page.set_input_files("#upload", files=[{"name": "x.png", "mimeType": "image/png",
+                                                    "buffer": _png_bytes()}])
+            page.wait_for_function("document.getElementById('label').textContent.length > 0")
+            label, under = page.text_content("#label"), page.text_content("#label-name")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert title.startswith("Draw or upload a picture")
+    names = fcnet.datasets.class_names("fashion-mnist")
+    assert label in names and under == f"class {names.index(label)}"
+
+
+def _png_bytes():
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (56, 56), 255)
+    ImageDraw.Draw(img).rectangle((12, 8, 44, 48), fill=30)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()

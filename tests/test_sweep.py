@@ -125,7 +125,7 @@ def test_cli_sweep_outputs_and_runs_commands(tmp_path, data, capsys):
     assert len((out / "sweep.csv").read_text().splitlines()) == 5
     best = RunStore(out / "runs.sqlite").best("test_accuracy", 1)[0]
     assert main(["runs", "best", "--store", str(out), "-n", "1"]) == 0
-    assert capsys.readouterr().out.startswith(best["id"])
+    assert capsys.readouterr().out.splitlines()[1].startswith(best["id"])
     assert main(["runs", "show", best["id"][:6], "--store", str(out)]) == 0
     shown = capsys.readouterr().out
     assert '"epochs"' in shown and '"artifacts"' in shown

@@ -11,14 +11,14 @@ A whole run, exactly as ``fcnet train`` does it::
                                                lr=1e-3), out="runs/adam")
 """
 
-from . import activations, datasets, initializers, losses, optimizers
+from . import activations, callbacks, datasets, initializers, losses, optimizers
+from .callbacks import Callback, History, LearningRateDecay
 from .config import TrainConfig
 from .errors import ChecksumError, DataError, DataNotFoundError, DivergenceError, FcnetError
 from .layers import Dense
 from .model import Evaluation, Sequential, load_model
 from .optimizers import SGD, Adam, RMSprop
 from .run import RunResult, train_run
-from .training import Callback, History, LearningRateDecay
 
 __version__ = "0.1.0"
 
@@ -26,5 +26,5 @@ __all__ = [
     "Sequential", "Dense", "SGD", "Adam", "RMSprop", "load_model", "History", "Callback", "LearningRateDecay",
     "Evaluation", "TrainConfig", "train_run", "RunResult",
     "FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError",
-    "activations", "datasets", "initializers", "losses", "optimizers",
+    "activations", "callbacks", "datasets", "initializers", "losses", "optimizers",
 ]

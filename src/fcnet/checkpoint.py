@@ -9,9 +9,9 @@ restores the generator, so the remaining epochs draw the same permutations and
 end with the same weights, bit for bit, as a run that was never interrupted.
 """
 
+from .callbacks import Callback
 from .errors import DataError
 from .model import load_model
-from .training import Callback
 
 __all__ = ["Checkpoint", "load_checkpoint", "CHECKPOINT"]
 

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -77,16 +78,17 @@ def _config_flags(parser, names, defaults=None):
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, choices=choices,
                             type=None if choices else _setting(f),
-                            help=f"{f.metadata['help']} (default: {shown})")
+                            help=f.metadata["help"] if default is None else f"{f.metadata['help']} (default: {shown})")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="fcnet", description="Fully-connected networks with hand-written backprop.")
     parser.add_argument("--version", action="version", version=f"fcnet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.subcommands = sub.choices  # name → its parser, for errors in the subcommand's own words
 
     train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)")
-    _config_flags(train, (*NETWORK, *TRAINING, "loss", "lr_decay", "validation_split"))
+    _config_flags(train, (*NETWORK, *TRAINING, "loss", "lr_decay", "validation_split", "preparation"))
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
@@ -156,7 +158,8 @@ def build_parser():
 
     report = sub.add_parser("report", help="one self-contained HTML report of one or more runs")
     report.add_argument("runs", type=Path, nargs="+", help="folders written by fcnet train --out")
-    report.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    report.add_argument("-o", "--output", type=Path,
+                        help="the HTML file to write (default: report.html, which is never overwritten unasked)")
 
     download = sub.add_parser("download", help="find or download a data set and verify its checksums")
     download.add_argument("dataset", choices=datasets.NAMES)
@@ -183,7 +186,9 @@ def _version():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # say it with the subcommand's usage, not the top-level one
+        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if not log.handlers:  # fcnet's own messages only; libraries' loggers are left as they are
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("fcnet: %(message)s"))
@@ -200,6 +205,9 @@ def main(argv=None):
     except RunInterrupted as exc:
         print(f"fcnet: {exc}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as a killed pipeline member would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("fcnet: interrupted", file=sys.stderr)
         return 130

@@ -8,11 +8,12 @@ Results go to stdout, messages to stderr; errors are raised as :class:`~fcnet.er
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from . import datasets
-from .config import TrainConfig
+from .config import TrainConfig, trial_name
 from .errors import FcnetError
 from .records import ModelInfo, RunMetrics
 from .run import build_model, checkpoint_config, prepare, train_run
@@ -95,7 +96,7 @@ def _check_width(model, x, source):
 
 
 def cmd_predict(args):
-    from .images import load_image
+    from .images import is_blank, load_image
 
     model = _load(args.model)
     info = ModelInfo.of(model)
@@ -103,6 +104,10 @@ def cmd_predict(args):
         raise FcnetError(f"{args.model}: the model's {model.input_dim} inputs are not an image")
     digits = (info.preparation if args.style == "auto" else args.style) == "digits"
     x = np.stack([load_image(path, info.image_shape, digits) for path in args.images])
+    for path, picture in zip(args.images, x):
+        if is_blank(picture):
+            print(f"fcnet: warning: {path}: the prepared picture is blank; its prediction means nothing",
+                  file=sys.stderr)
     probs = model.predict_proba(x)
     for path, p in zip(args.images, probs):
         k = int(p.argmax())
@@ -126,7 +131,7 @@ def cmd_compare(args):
         try:
             runners.append(make_runner(name, model, config.batch_size))
         except NotInstalled:
-            print(f"{name}: not installed (pip install 'fcnet[{name}]')")
+            print(f"{name}: not installed (pip install 'fcnet[{name}]')", file=sys.stderr)
     arch = "-".join(map(str, [model.input_dim, *config.hidden, model.output_dim]))
     print(f"{arch} {config.activation}/softmax, {config.optimizer} lr {config.lr}, batch {config.batch_size}, "
           f"{config.epochs} epochs, {len(x_train)} {config.dataset} training images, seed {config.seed}; same "
@@ -153,15 +158,14 @@ def cmd_compare(args):
 
 
 def cmd_gradcheck(args):
-    from .gradcheck import TOLERANCE, gradcheck
+    from .gradcheck import TOLERANCE, biases_off_the_kinks, gradcheck
 
     net = _config(args)
     model = build_model(net.hidden, net.activation, args.inputs, args.classes, net.seed, "float64")
     model.compile("sgd", net.loss)
     rng = np.random.default_rng(net.seed)
-    for layer in model.layers:  # non-zero biases keep every unit off ReLU's kink at z = 0
-        layer.params["b"][:] = rng.normal(0, 0.1, layer.units)
     x, y = rng.random((args.batch_size, args.inputs)), rng.integers(0, args.classes, args.batch_size)
+    biases_off_the_kinks(model, x, rng)  # no unit on ReLU's kink, where a finite difference is meaningless
     arch = "-".join(map(str, [args.inputs, *net.hidden, args.classes]))
     print(f"{arch} {net.activation}/softmax, {net.loss}, batch {args.batch_size}, seed {net.seed}")
     checks = [(f"finite differences (eps {args.eps:g}, tolerance {TOLERANCE:g})",
@@ -207,18 +211,21 @@ def cmd_runs(args):
     store = RunStore(path)
     try:
         if args.action == "show":
-            run = store.get(args.id or "")
+            if not args.id:
+                raise UsageError("runs show needs a run ID (or a unique prefix of one): see fcnet runs list")
+            run = store.get(args.id)
             if run is None:
                 raise FcnetError(f"no single run matches {args.id!r}")
             print(json.dumps(run, indent=2))
             return 0
         rows = store.best(args.metric, args.n) if args.action == "best" else store.runs()
+        configs = [r["config"] for r in rows]
+        print(f"{'id':<12}  {'status':<7} {args.metric:>{len(args.metric)}} {'s/epoch':>8}  settings that differ")
         for r in rows:
-            acc = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "—"
-            spe = f"{r['seconds_per_epoch']:.3f}s/epoch" if r["seconds_per_epoch"] is not None else ""
-            settings = " ".join(f"{k}={v}" for k, v in r["config"].items() if k in ("hidden", "activation",
-                                                                                     "optimizer", "lr", "seed"))
-            print(f"{r['id']}  {r['status']:<7} {acc:>7} {spe:>14}  {settings}")
+            value, spe = r[args.metric], r["seconds_per_epoch"]
+            shown = "—" if value is None else f"{value:.4f}"
+            print(f"{r['id']:<12}  {r['status']:<7} {shown:>{len(args.metric)}} "
+                  f"{'—' if spe is None else f'{spe:.3f}':>8}  {trial_name(r['config'], configs)}")
     finally:
         store.close()
     return 0
@@ -264,6 +271,10 @@ def cmd_plot(args):
 def cmd_report(args):
     from .report import write_report
 
+    if args.output is None:  # the default name: never overwrite a file the user did not name
+        args.output = Path("report.html")
+        if args.output.exists():
+            raise UsageError("report.html exists here; name the output with -o (the same name overwrites it)")
     path = write_report(args.runs, args.output)
     print(f"report: {path.resolve()}")
     return 0

@@ -19,10 +19,11 @@ import json
 import math
 
 from . import activations, datasets, losses, optimizers
+from .records import PREPARATIONS
 
-__all__ = ["TrainConfig", "varied", "NOT_LEARNED"]
+__all__ = ["TrainConfig", "varied", "trial_name", "NOT_LEARNED"]
 
-NOT_LEARNED = ("data_dir",)  # where the data is read from: not part of a run's identity
+NOT_LEARNED = ("data_dir", "preparation")  # where the data is read from, how pictures are prepared later
 
 ENGINES = ("auto", "numpy", "numba")
 
@@ -78,6 +79,7 @@ def _optional(check):
     def optional(value):
         return None if value is None else check(value)
     optional.what = getattr(check, "what", "text")
+    optional.choices = getattr(check, "choices", None)
     return optional
 
 
@@ -117,6 +119,10 @@ class TrainConfig:
         Seeds the weights and every epoch's shuffle.
     engine : {"auto", "numpy", "numba"}
         Who runs the training steps (:mod:`fcnet.engines`).
+    preparation : {"digits", "fit"}, optional
+        How ``fcnet predict`` and ``fcnet serve`` will turn a picture into an input for the trained model
+        (recorded with it; see :class:`~fcnet.records.ModelInfo`); default: ``digits`` for MNIST and KMNIST,
+        ``fit`` otherwise. Not part of the identity.
 
     Raises
     ------
@@ -143,6 +149,9 @@ class TrainConfig:
     seed: int = _field(0, _Check(int, lambda v: v >= 0, "an integer ≥ 0"), "seeds the weights and the shuffles")
     engine: str = _field("auto", _Choice(ENGINES), "numba: the compiled training loop (fcnet[fast]); numpy: the "
                          "reference; auto: numba when installed and it covers the model")
+    preparation: str | None = _field(None, _optional(_Choice(PREPARATIONS)),
+                                     "how predict and serve prepare a picture for the model: digits (crop, "
+                                     "centre like MNIST) or fit (resize); default: digits for mnist and kmnist")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -188,3 +197,13 @@ def varied(configs):
     """The setting names whose values differ between ``configs`` (dicts), sorted."""
     keys = sorted({k for c in configs for k in c})
     return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+
+
+def _show(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def trial_name(config, configs):
+    """A run named by the settings in which it differs from the others, e.g. ``hidden=512 optimizer=adam``."""
+    keys = varied(configs) or [k for k in ("hidden", "optimizer", "lr") if k in config]
+    return " ".join(f"{k}={_show(config.get(k))}" for k in keys)

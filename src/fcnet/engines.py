@@ -73,8 +73,8 @@ class NumpyEngine(Engine):
 
     name = "numpy"
 
-    def __init__(self, model, batch_size):
-        self.model, self.batch_size = model, batch_size
+    def __init__(self, model, batch_size, class_weights=None):
+        self.model, self.batch_size, self.class_weights = model, batch_size, class_weights
         self._raw = self._float = None  # the batch as gathered, and as model floats: reused every step
 
     def _gather(self, x, idx):
@@ -91,7 +91,8 @@ class NumpyEngine(Engine):
         for start in range(0, len(x), self.batch_size):
             idx = order[start:start + self.batch_size]
             yb = y[idx]
-            loss, out = model.forward_backward(self._gather(x, idx), yb)
+            weights = None if self.class_weights is None else self.class_weights[yb]
+            loss, out = model.forward_backward(self._gather(x, idx), yb, weights)
             hits = count_correct(out, yb) if model.metrics else 0
             if not math.isfinite(loss):  # contract, point 3: check before updating
                 yield Step(len(idx), loss, hits)
@@ -100,11 +101,12 @@ class NumpyEngine(Engine):
             yield Step(len(idx), loss, hits)
 
 
-def choose_engine(model, y, engine="auto"):
+def choose_engine(model, y, engine="auto", weighted=False):
     """The name of the engine that trains ``model`` on checked targets ``y``: ``"numba"`` or ``"numpy"``.
 
     ``"auto"`` takes the compiled loop of :mod:`fcnet.jit` when Numba is installed and covers the model,
     else NumPy; ``"numba"`` insists (ValueError saying why it cannot); ``"numpy"`` is the reference.
+    ``weighted``: the loss is weighted per example (class weights), which only the NumPy engine does.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -116,19 +118,20 @@ def choose_engine(model, y, engine="auto"):
         if engine == "numba":
             raise ValueError("engine 'numba' needs Numba: pip install 'fcnet[fast]'") from None
         return "numpy"
-    reason = jit.unsupported(model, y)
+    reason = "class weights are not compiled" if weighted else jit.unsupported(model, y)
     if reason and engine == "numba":
         raise ValueError(f"engine 'numba' cannot train this model: {reason}")
     return "numpy" if reason else "numba"
 
 
-def make_engine(model, y, batch_size, x_dtype, engine="auto"):
+def make_engine(model, y, batch_size, x_dtype, engine="auto", class_weights=None):
     """Choose (:func:`choose_engine`) and build the engine for ``model``, targets ``y`` and inputs of ``x_dtype``.
 
-    The compiled engine loads (or, the first time, compiles) its code here, outside any timed epoch.
+    ``class_weights`` is an array of one weight per class (see ``fit(class_weight=...)``). The compiled
+    engine loads (or, the first time, compiles) its code here, outside any timed epoch.
     """
-    if choose_engine(model, y, engine) == "numpy":
-        return NumpyEngine(model, batch_size)
+    if choose_engine(model, y, engine, weighted=class_weights is not None) == "numpy":
+        return NumpyEngine(model, batch_size, class_weights)
     from .jit import NumbaEngine
 
     return NumbaEngine(model, batch_size, x_dtype, y.dtype)

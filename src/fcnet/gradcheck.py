@@ -20,7 +20,9 @@ import collections
 
 import numpy as np
 
-__all__ = ["gradcheck", "GradcheckRow", "GradcheckResult", "relative_error", "TOLERANCE"]
+__all__ = ["gradcheck", "GradcheckRow", "GradcheckResult", "relative_error", "biases_off_the_kinks", "TOLERANCE"]
+
+_KINKED = ("relu", "leaky_relu")  # activations whose derivative jumps at z = 0
 
 TOLERANCE = 1e-6
 
@@ -63,6 +65,28 @@ def _loss(model, x, y):
     """The mean batch loss in the model's own precision (``evaluate`` would round it to a float)."""
     loss_input, _ = model.forward(x, training=False)
     return model.loss.per_example(loss_input, y).mean()
+
+
+def biases_off_the_kinks(model, x, rng, margin=1e-3, tries=100):
+    """Draw the biases (normal, σ = 0.1) until no ReLU-family unit has ``|z| < margin`` on the batch ``x``.
+
+    A central difference across a kink measures neither one-sided derivative, so a check there fails
+    for a correct backward pass; ``margin`` is far above the finite-difference step. Returns the margin
+    reached (the smallest ``|z|`` of a kinked unit; ``inf`` without such units).
+    """
+    closest = 0.0
+    for _ in range(tries):
+        for layer in model.layers:
+            layer.params["b"][:] = rng.normal(0, 0.1, layer.units)
+        a, closest = np.asarray(x, dtype=model.dtype).reshape(len(x), -1), np.inf
+        for layer in model.layers:
+            z = layer.forward_z(a, activate=False)[0]  # activating would overwrite z in place
+            a = layer.activation.forward(z)
+            if layer.activation.name in _KINKED and z.size:
+                closest = min(closest, float(np.abs(z).min()))
+        if closest >= margin:
+            break
+    return closest
 
 
 def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE):

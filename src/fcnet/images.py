@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["load_image", "decode_image", "mnist_style", "fit", "MAX_PIXELS"]
+__all__ = ["load_image", "decode_image", "mnist_style", "fit", "is_blank", "MAX_PIXELS"]
 
 MAX_PIXELS = 4096 * 4096  # larger images are refused before they are decoded (decompression bombs)
 
@@ -43,13 +43,32 @@ def decode_image(data, name="image"):
             with Image.open(io.BytesIO(data)) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise DataError(f"{name}: {img.width}x{img.height} pixels is more than the {MAX_PIXELS:,} allowed")
-                return np.asarray(img.convert("L"), dtype=np.uint8)
+                return _gray(img)
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{name}: refused, a decompression bomb ({exc})") from None
     except Exception as exc:  # Pillow raises many types for corrupt data (OSError, SyntaxError, ValueError...)
         raise DataError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _gray(img):
+    """Grayscale ``uint8`` pixels of a Pillow image; a transparent background is filled with the colour that
+    contrasts with what is drawn (white behind dark strokes, black behind light ones), not left black."""
+    if img.mode not in ("RGBA", "LA", "PA") and "transparency" not in img.info:
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    la = np.asarray(img.convert("LA"), dtype=np.float64)
+    gray, alpha = la[..., 0], la[..., 1] / 255
+    ink = (gray * alpha).sum() / alpha.sum() if alpha.sum() else 0.0
+    background = 255.0 if ink < 128 else 0.0
+    return np.round(alpha * gray + (1 - alpha) * background).astype(np.uint8)
+
+
+def is_blank(pixels):
+    """Whether a prepared picture holds nothing to classify: its pixels span less than 5 % of the range."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    scale = 255.0 if pixels.max(initial=0) > 1 else 1.0
+    return pixels.size == 0 or (pixels.max() - pixels.min()) < 0.05 * scale
 
 
 def _light_on_dark(pixels):

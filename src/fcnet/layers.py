@@ -138,6 +138,21 @@ class Dense:
             return None
         return np.matmul(delta, self.params["W"].T, out=self._buffer("dx", len(delta), self.input_dim))
 
+    def get_weights(self):
+        """Copies of ``[W, b]``, as Keras' ``layer.get_weights()``."""
+        return [p.copy() for p in self.params.values()]
+
+    def set_weights(self, weights):
+        """Copy ``[W, b]`` (shapes as :meth:`get_weights` returns) into the layer, in place."""
+        params = list(self.params.values())
+        if len(weights) != len(params):
+            raise ValueError(f"expected {len(params)} arrays ([W, b]), got {len(weights)}")
+        for p, w in zip(params, weights):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ValueError(f"weight of shape {w.shape}, expected {p.shape}")
+            p[...] = w
+
     def get_config(self):
         return {"units": self.units, "activation": self.activation.get_config(), "input_dim": self.input_dim,
                 "kernel_initializer": self.kernel_initializer, "name": self.name}

@@ -8,6 +8,7 @@ a whole run. ``uint8`` inputs are taken to be 8-bit images and are scaled to
 
 import collections
 import math
+import warnings
 
 import numpy as np
 
@@ -170,6 +171,10 @@ class Sequential:
             raise ValueError(f"inputs must be numbers, got dtype {x.dtype}")
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise ValueError("inputs contain NaN or infinite values")
+        if x.dtype.kind in "iu" and x.dtype != np.uint8 and x.size and x.max() > 1:
+            warnings.warn(f"inputs are {x.dtype} integers up to {x.max()} and are used as they are: only uint8 "
+                          "images are scaled to [0, 1]; pass np.asarray(x, dtype=np.uint8) for 8-bit pixels, or "
+                          "floats", stacklevel=3)
         return x
 
     def check_targets(self, y, n):
@@ -222,13 +227,17 @@ class Sequential:
         z, a = self.layers[-1].forward_z(x, training, activate=not (fused and training))
         return (z if fused else a), a
 
-    def forward_backward(self, x, y):
+    def forward_backward(self, x, y, sample_weight=None):
         """One forward and backward pass on a float batch and checked targets; returns ``(loss, output)``.
 
-        Fills every layer's ``grads`` (see :attr:`gradients`); changes no parameter.
+        Fills every layer's ``grads`` (see :attr:`gradients`); changes no parameter. With ``sample_weight``
+        (shape ``(n_batch,)``) the loss is ``mean(w_i · loss_i)``, so each example's gradient is scaled by ``w_i``.
         """
         loss_input, out = self.forward(x, training=True)
         value, d = self.loss.value_and_grad(loss_input, y)
+        if sample_weight is not None:
+            value = float(np.mean(sample_weight * self.loss.per_example(loss_input, y)))
+            d *= sample_weight.astype(d.dtype)[:, None]
         last, fused = len(self.layers) - 1, self.fuses_softmax
         for i in range(last, -1, -1):
             d = self.layers[i].backward(d, wrt_z=(i == last and fused), need_dx=i > 0)
@@ -273,21 +282,29 @@ class Sequential:
     # -- the Keras loop --------------------------------------------------------------------------------------
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-            verbose=1, callbacks=None, initial_epoch=0, engine="auto"):
+            verbose="auto", callbacks=None, initial_epoch=0, engine="auto", class_weight=None):
         """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`~fcnet.training.History`.
 
         See :func:`fcnet.training.fit` for the arguments.
         """
         return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                    validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks,
-                   initial_epoch=initial_epoch, engine=engine)
+                   initial_epoch=initial_epoch, engine=engine, class_weight=class_weight)
 
     def _batches(self, x, batch_size):
         for start in range(0, len(x), batch_size):
             yield start, self.to_float(x[start:start + batch_size])
 
-    def evaluate(self, x, y, batch_size=_PREDICT_BATCH):
-        """Mean loss and accuracy (``nan`` for regression targets) over ``(x, y)``; a named tuple."""
+    def __call__(self, x):
+        """``model(x)``: the output for a batch, as :meth:`predict`."""
+        return self.predict(x)
+
+    def evaluate(self, x, y, batch_size=_PREDICT_BATCH, verbose=0, return_dict=False):
+        """Mean loss and accuracy (``nan`` for regression targets) over ``(x, y)``.
+
+        Returns an :class:`Evaluation` named tuple, or ``{"loss": ..., "accuracy": ...}`` with ``return_dict``
+        (Keras' form). ``verbose`` ≥ 1 also prints them in one line.
+        """
         self.require_compiled()
         x = self.check_inputs(x)
         y = self.check_targets(y, len(x))
@@ -299,11 +316,15 @@ class Sequential:
             loss_input, out = self.forward(xb, training=False)
             total += float(self.loss.per_example(loss_input, yb).sum())
             correct += count_correct(out, yb)
-        accuracy = correct / len(x) if self.is_classification(y) else math.nan
-        return Evaluation(total / len(x), accuracy)
+        result = Evaluation(total / len(x), correct / len(x) if self.is_classification(y) else math.nan)
+        if verbose:
+            print(f"evaluate: loss {result.loss:.4f}  accuracy {result.accuracy:.4f}  ({len(x)} examples)")
+        return result._asdict() if return_dict else result
 
-    def predict(self, x, batch_size=_PREDICT_BATCH):
+    def predict(self, x, batch_size=_PREDICT_BATCH, verbose=0):
         """The network's output for ``x``: class probabilities for a softmax output, logits for a linear one.
+
+        ``verbose`` is accepted for Keras' signature; predicting prints nothing.
 
         Returns
         -------
@@ -372,6 +393,28 @@ class Sequential:
         if self.loss is not None:
             copy.compile(self.optimizer.get_config(), self.loss.get_config(), self.metrics)
         return copy
+
+    def save_weights(self, path):
+        """Write only the parameters (:attr:`parameters`) to an ``.npz`` file, as Keras' ``save_weights``."""
+        from .files import atomic_write
+
+        arrays = {f"param_{i}": p for i, p in enumerate(self.parameters)}
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    def load_weights(self, path):
+        """Read parameters written by :meth:`save_weights` into this model (same architecture), in place.
+
+        Raises
+        ------
+        DataError
+            Not such a file, or arrays that do not fit this model.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                weights = [data[f"param_{i}"] for i in range(len(data.files))]
+            self.set_weights(weights)
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise DataError(f"{path}: cannot load these weights into this model ({exc})") from None
 
     def save(self, path, extra=None):
         """Write the model to one ``.npz`` file: arrays plus a JSON config; see :mod:`fcnet.serialization`.

@@ -1,9 +1,12 @@
 """Pictures of a run: learning curves, confusion matrix, prediction grids, first-layer weights.
 
-Each function returns a matplotlib ``Figure`` (Agg backend: no display needed);
+Each function returns a matplotlib ``Figure`` (Agg backend: no display needed, except
+in a Jupyter kernel, whose inline backend is kept);
 ``fig.savefig(path)`` writes PNG or SVG. matplotlib is optional
 (``pip install 'fcnet[plot]'``) and imported only here.
 """
+
+import sys
 
 import numpy as np
 
@@ -18,7 +21,8 @@ def pyplot():
         import matplotlib
     except ImportError:
         raise FcnetError("plots need matplotlib: pip install 'fcnet[plot]'") from None
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:  # in a notebook keep its inline backend: figures show in place
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -52,7 +56,10 @@ def learning_curves(runs, labels=None):
                     name = f"{label} {'validation' if prefix else 'train'}".strip()
                     ax.plot(range(1, len(values) + 1), values, style, color=color, marker="o", markersize=3,
                             label=name)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
@@ -86,7 +93,7 @@ def confusion_figure(y_true, y_pred, class_names):
         top = data.max() or 1
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7,
+                ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=9 if n <= 10 else 7,
                         color="white" if data[i, j] > top / 2 else "black")
     fig.suptitle(f"Confusion matrix — accuracy {np.trace(counts) / max(counts.sum(), 1):.4f}")
     fig.tight_layout()
@@ -135,22 +142,23 @@ def confident_mistakes(images, y_true, probs, class_names, n=25):
 
 
 def first_layer_weights(model, k=25, shape=(28, 28)):
-    """The input weights of the first ``k`` hidden units, each drawn as an image (blue < 0 < red)."""
+    """The input weights of the first ``k`` hidden units, each drawn as an image on one colour scale
+    (blue < 0 < red), shown in a colour bar."""
     plt = pyplot()
     W = model.parameters[0]
     k = min(k, W.shape[1])
     cols = int(np.ceil(np.sqrt(k)))
     rows = int(np.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 1, 1.7 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    limit = float(np.abs(W[:, :k]).max()) or 1.0
     for unit, ax in zip(range(k), axes.flat):
-        w = W[:, unit].reshape(shape)
-        limit = np.abs(w).max() or 1
-        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = ax.imshow(W[:, unit].reshape(shape), cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"unit {unit}", fontsize=7)
     fig.suptitle(f"First-layer weights of {k} hidden units")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    fig.colorbar(image, cax=fig.add_axes((0.92, 0.15, 0.02, 0.7)), label="weight")
     return fig
 
 

@@ -9,7 +9,8 @@ def resolve(identifier, base, classes, kind, aliases=None):
     Parameters
     ----------
     identifier : str, dict or base instance
-        A registered name, ``{"name": ..., **constructor arguments}``, or an instance (returned as is).
+        A registered name or class name in any case (``"adam"``, ``"Adam"``), ``{"name": ...,
+        **constructor arguments}``, or an instance (returned as is).
     classes : dict
         Name → class.
     kind : str
@@ -26,7 +27,10 @@ def resolve(identifier, base, classes, kind, aliases=None):
         return identifier
     config = dict(identifier) if isinstance(identifier, dict) else {"name": identifier}
     name = config.pop("name", None)
-    name = (aliases or {}).get(name, name)
-    if not isinstance(name, str) or name not in classes:
+    names = {key.lower(): cls for key, cls in classes.items()}
+    names.update({cls.__name__.lower(): cls for cls in classes.values() if cls.__name__.lower() not in names})
+    names.update({alias.lower(): classes[target] for alias, target in (aliases or {}).items()})
+    cls = names.get(name.lower()) if isinstance(name, str) else None
+    if cls is None:
         raise ValueError(f"unknown {kind} {name!r}; choose from {', '.join(classes)}")
-    return classes[name](**config)
+    return cls(**config)

@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 
 from . import plots
-from .config import varied
+from .config import trial_name, varied
 from .records import ModelInfo, RunMetrics
 
 __all__ = ["FIGURES", "save_figures", "figure", "write_report"]
@@ -78,6 +78,8 @@ def _table(header, rows, cls=""):
 
 
 def _fmt(value):
+    if isinstance(value, list):  # hidden widths
+        return ",".join(map(str, value)) or "none"
     if isinstance(value, float):
         return f"{value:.4f}"
     return "—" if value is None else str(value)
@@ -85,8 +87,13 @@ def _fmt(value):
 
 
 
-def _run_section(folder, metrics):
-    parts = [f"<h2>{html.escape(str(folder))}</h2>", "<h3>Configuration</h3>",
+def _anchor(text):
+    return "s-" + "".join(c if c.isalnum() else "-" for c in str(text))
+
+
+def _run_section(folder, metrics, name):
+    parts = [f'<h2 id="{_anchor(folder)}">{html.escape(name)} <small>{html.escape(str(folder))}</small></h2>',
+             "<h3>Configuration</h3>",
              _table(["setting", "value"], sorted((k, v) for k, v in metrics.config.items() if k != "command"),
                     "config")]
     test = metrics.test
@@ -122,7 +129,7 @@ def _sweep_section(folder):
     keys = varied([r["config"] for r in ranked])
     rows = [[i + 1, r["id"], *(r["config"].get(k) for k in keys), r["test_accuracy"], r["seconds_per_epoch"]]
             for i, r in enumerate(ranked)]
-    parts = [f"<h2>Sweep {html.escape(str(folder))}</h2>",
+    parts = [f'<h2 id="{_anchor(folder)}">Sweep {html.escape(str(folder))}</h2>',
              _table(["rank", "id", *keys, "test accuracy", "s / epoch"], rows, "metrics sweep")]
     for name, title in (("sweep_axes.png", "Test accuracy along each axis"),
                         ("sweep_curves.png", "Learning curves of the best trials")):
@@ -145,6 +152,9 @@ def write_report(folders, out):
         else:
             expanded.append(folder)
     runs = [(f, RunMetrics.read(f)) for f in expanded]
+    # a run is named by the settings in which it differs from the others (trial folders are hashes)
+    names = {f: trial_name(m.config, [r.config for _, r in runs]) if len(runs) > 1 else f.name for f, m in runs}
+    nav = []
     if len(runs) > 1:
         rows = []
         for folder, m in runs:
@@ -152,13 +162,18 @@ def write_report(folders, out):
             rows.append([str(folder), f"{m.architecture} {c.get('activation', '')}", c.get("optimizer"), c.get("lr"),
                          c.get("batch_size"), len(m.epochs), m.test.get("accuracy"), m.seconds_per_epoch])
         rows.sort(key=lambda r: -(r[6] or 0))
-        curves = plots.learning_curves([m for _, m in runs], labels=[f.name for f, _ in runs])
-        sections += ["<h2>Comparison</h2>",
+        curves = plots.learning_curves([m for _, m in runs], labels=[names[f] for f, _ in runs])
+        nav.append(("comparison", "Comparison"))
+        sections += ['<h2 id="comparison">Comparison</h2>',
                      _table(["run", "network", "optimizer", "lr", "batch", "epochs", "test accuracy",
                              "s / epoch (median)"], rows, "metrics comparison"),
                      _img(_figure_png(curves), "Learning curves of every run")]
-    sections += [_run_section(folder, m) for folder, m in runs]
-    title = "fcnet report — " + ", ".join(f.name for f, _ in runs)
+    sections += [_run_section(folder, m, names[folder]) for folder, m in runs]
+    nav = [(_anchor(f), f"Sweep {f.name}") for f in map(Path, folders) if (f / "runs.sqlite").is_file()] + nav
+    nav += [(_anchor(f), names[f]) for f, _ in runs]
+    title = "fcnet report — " + ", ".join(Path(f).name for f in folders)
+    contents = "" if len(nav) < 2 else "<nav><strong>Contents</strong><ul>" + "".join(
+        f'<li><a href="#{a}">{html.escape(text)}</a></li>' for a, text in nav) + "</ul></nav>"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -167,9 +182,11 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f2f2f2; }} td:first-child {{ text-align: left; }}
 img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }}
-h2 {{ border-bottom: 2px solid #444; margin-top: 2em; }}
+h2 {{ border-bottom: 2px solid #444; margin-top: 2em; }} h2 small {{ color: #777; font-weight: normal; }}
+nav ul {{ columns: 2; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1>
+{contents}
 {chr(10).join(sections)}
 </body></html>
 """

@@ -22,17 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets
+from .callbacks import EpochLog, LearningRateDecay, ProgressBar
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint
 from .config import TrainConfig
 from .errors import FcnetError, RunInterrupted
 from .layers import Dense
 from .model import Sequential
 from .records import DIGIT_SETS, ModelInfo, RunMetrics
-from .training import EpochLog, LearningRateDecay, ProgressBar
 
 __all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "RESUMABLE"]
 
-RESUMABLE = ("epochs", "engine", "data_dir")  # the settings a resumed run may change
+RESUMABLE = ("epochs", "engine", "data_dir", "preparation")  # the settings a resumed run may change
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ def prepare(config):
     model = build_model(config.hidden, config.activation, n_in, n_classes, config.seed, config.dtype)
     info = ModelInfo(dataset=config.dataset, class_names=tuple(datasets.class_names(config.dataset))[:n_classes],
                      image_shape=tuple(x_train.shape[1:]),
-                     preparation="digits" if config.dataset in DIGIT_SETS else "fit")
+                     preparation=config.preparation or ("digits" if config.dataset in DIGIT_SETS else "fit"))
     model.metadata = info.to_metadata()
     optimizer = {"name": config.optimizer, "learning_rate": config.lr}
     if config.momentum:
@@ -189,6 +189,9 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
     _say(verbose, f"fcnet: {arch} {config.activation}/softmax, {config.optimizer} lr {config.lr}, batch "
                   f"{config.batch_size}, {config.epochs} epochs, {n_train} {config.dataset} training images, seed "
                   f"{config.seed}" + (f"; resuming after epoch {start_epoch}" if state else ""))
+    if state and start_epoch == config.epochs:
+        _say(verbose, f"fcnet: {out} has trained all {start_epoch} epochs already: nothing to train (give more "
+                      "epochs to continue it); evaluating it again")
     start = time.perf_counter()
     try:
         history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .images import is_blank
 from .records import ModelInfo
 
 __all__ = ["create_app", "MAX_BODY"]
@@ -116,7 +117,10 @@ def create_app(model, path):
             raise BadInput(415, f"content type {kind or 'missing'}: send application/json or an image/* body")
         probs = model.predict_proba(x[None, :].astype(model.dtype))[0].astype(np.float64)
         label = int(probs.argmax())
-        return {"label": label, "class_name": info["class_names"][label], "probabilities": probs.tolist(),
-                "input": np.round(x, 4).tolist()}
+        answer = {"label": label, "class_name": info["class_names"][label], "probabilities": probs.tolist(),
+                  "input": np.round(x, 4).tolist()}
+        if is_blank(x):
+            answer["warning"] = "the input is blank: nothing drawn, so this prediction means nothing"
+        return answer
 
     return app

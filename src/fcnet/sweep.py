@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CHECKPOINT
-from .config import TrainConfig, varied
+from .config import TrainConfig, trial_name, varied
 from .errors import FcnetError
 from .records import RunMetrics
 from .run import train_run
@@ -224,9 +224,19 @@ def write_outputs(out, runs):
         from . import plots
 
         top = runs[:5]
-        plots.save(plots.learning_curves([RunMetrics.read(r["folder"]) for r in top], labels=[r["id"] for r in top]),
+        configs = [r["config"] for r in runs]
+        plots.save(plots.learning_curves([RunMetrics.read(r["folder"]) for r in top],
+                                         labels=[trial_name(r["config"], configs) for r in top]),
                    out / "sweep_curves.png")
     return "\n".join(lines)
+
+
+def _natural(label):
+    """Sort key that puts "64" before "128" and "64,32" before "128": numbers as numbers, text after."""
+    try:
+        return (0, tuple(float(part) for part in label.split(",")), "")
+    except ValueError:
+        return (1, (), label)
 
 
 def _show(value):
@@ -256,7 +266,7 @@ def _axes_figure(runs, axes, path):
     axes = axes or ["id"]
     fig, grid = plt.subplots(1, len(axes), figsize=(4 * len(axes), 3.5), squeeze=False)
     for ax, key in zip(grid[0], axes):
-        labels = sorted({str(_show(r["config"].get(key, r["id"]))) for r in runs})
+        labels = sorted({str(_show(r["config"].get(key, r["id"]))) for r in runs}, key=_natural)
         for i, label in enumerate(labels):
             acc = [r["test_accuracy"] for r in runs if str(_show(r["config"].get(key, r["id"]))) == label]
             ax.scatter([i] * len(acc), acc, alpha=0.6)

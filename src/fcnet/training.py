@@ -9,99 +9,15 @@ from the model's generator and runs :func:`train_epoch`. ``loss`` and
 """
 
 import math
-import sys
 import time
 
 import numpy as np
 
+from .callbacks import History, progress_callbacks
 from .engines import make_engine
 from .errors import DivergenceError
 
-__all__ = ["fit", "train_epoch", "History", "Callback", "ProgressBar", "EpochLog", "LearningRateDecay"]
-
-
-class Callback:
-    """Hooks called by :func:`fit`; ``logs`` is a dict of the epoch's metrics. ``self.model`` is set first."""
-
-    model = None
-
-    def on_train_begin(self, logs):
-        pass
-
-    def on_epoch_begin(self, epoch, logs):
-        pass
-
-    def on_batch_end(self, batch, logs):
-        pass
-
-    def on_epoch_end(self, epoch, logs):
-        pass
-
-    def on_train_end(self, logs):
-        pass
-
-
-class History(Callback):
-    """Records every epoch: ``history["loss"]`` is the list of epoch losses, and so on for each metric."""
-
-    def __init__(self):
-        self.epoch = []
-        self.history = {}
-
-    def on_epoch_end(self, epoch, logs):
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-
-class LearningRateDecay(Callback):
-    """Multiply the optimizer's learning rate by ``factor`` after every epoch: ``lr_e = lr_0 · factor^e``."""
-
-    def __init__(self, factor):
-        if not 0 < factor <= 1:
-            raise ValueError(f"the decay factor must be in (0, 1], got {factor}")
-        self.factor = factor
-
-    def on_epoch_end(self, epoch, logs):
-        logs["lr"] = self.model.optimizer.learning_rate
-        self.model.optimizer.learning_rate *= self.factor
-
-
-def format_logs(logs):
-    """``loss 0.3012  accuracy 0.8912 ...`` from an epoch's logs (seconds left out)."""
-    return "  ".join(f"{k} {v:.4g}" if k == "lr" else f"{k} {v:.4f}" for k, v in logs.items()
-                     if k != "epoch_seconds")
-
-
-class ProgressBar(Callback):
-    """A tqdm bar per epoch on ``stderr``; silent when ``stderr`` is not a terminal."""
-
-    def __init__(self, epochs, steps):
-        self.epochs, self.steps, self.bar = epochs, steps, None
-
-    def on_epoch_begin(self, epoch, logs):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
-                        file=sys.stderr, disable=None, dynamic_ncols=True)
-
-    def on_batch_end(self, batch, logs):
-        self.bar.update(1)
-
-    def on_epoch_end(self, epoch, logs):
-        self.bar.close()
-
-
-class EpochLog(Callback):
-    """One line per epoch to ``stream`` (default ``stdout``): time, loss, accuracy and validation metrics."""
-
-    def __init__(self, epochs, stream=None):
-        self.epochs, self.stream = epochs, stream
-
-    def on_epoch_end(self, epoch, logs):
-        width = len(str(self.epochs))
-        print(f"epoch {epoch + 1:>{width}}/{self.epochs}  time {logs['epoch_seconds']:.2f}s  {format_logs(logs)}",
-              file=self.stream or sys.stdout, flush=True)
+__all__ = ["fit", "train_epoch"]
 
 
 def _positive_int(name, value):
@@ -111,7 +27,7 @@ def _positive_int(name, value):
 
 
 def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        verbose=1, callbacks=None, initial_epoch=0, engine="auto"):
+        verbose="auto", callbacks=None, initial_epoch=0, engine="auto", class_weight=None):
     """Train ``model`` in place with mini-batch gradient steps.
 
     Parameters
@@ -128,14 +44,19 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         Overrides ``validation_split``.
     shuffle : bool
         Draw a new order every epoch from the model's generator.
-    verbose : {0, 1, 2}
-        0 silent, 1 a progress bar on stderr, 2 one line per epoch on stdout.
+    verbose : {"auto", 0, 1, 2}
+        As in Keras: 0 silent; 1 a live progress bar per epoch that ends as a permanent line with the
+        epoch's metrics (stderr; in a terminal or a Jupyter notebook, else as 2); 2 one line per epoch on
+        stdout; ``"auto"`` is 1 in a terminal or a notebook and 2 elsewhere (a log file, a pipe).
     callbacks : list of Callback
     initial_epoch : int
         Epoch to start from (resuming a run): trains epochs ``initial_epoch .. epochs - 1``.
     engine : {"auto", "numpy", "numba"}
         Who runs the steps (:func:`fcnet.engines.choose_engine`), chosen once for the whole fit;
         ``history.engine`` records the choice.
+    class_weight : dict, optional
+        ``{class: weight}``: each example's loss (and gradient) is multiplied by its class's weight, as in
+        Keras (classes not named weigh 1). Integer labels only; trains on the NumPy engine.
 
     Returns
     -------
@@ -166,12 +87,12 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     if len(x) == 0:
         raise ValueError("no training data")
     steps = math.ceil(len(x) / batch_size)
-    runner = make_engine(model, y, batch_size, x.dtype, engine)
+    runner = make_engine(model, y, batch_size, x.dtype, engine, _class_weights(class_weight, y, model.output_dim))
 
     history = History()
     history.engine = runner.name
-    extra = {1: [ProgressBar(epochs, steps)], 2: [EpochLog(epochs)]}.get(verbose, [])
-    callbacks = [*extra, *(callbacks or []), history]  # History last, as in Keras: it sees what others add
+    # History last, as in Keras: it sees what the others add.
+    callbacks = [*progress_callbacks(verbose, epochs, steps), *(callbacks or []), history]
     for cb in callbacks:
         cb.model = model
     model.stop_training = False
@@ -194,6 +115,22 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     for cb in callbacks:
         cb.on_train_end({})
     return history
+
+
+def _class_weights(class_weight, y, n_classes):
+    """``{class: weight}`` as an array of one weight per class (1 for the classes not named), or None."""
+    if class_weight is None:
+        return None
+    if y.ndim != 1:
+        raise ValueError("class_weight needs integer class labels of shape (n,)")
+    weights = np.ones(n_classes)
+    for label, weight in dict(class_weight).items():
+        if isinstance(label, bool) or int(label) != label or not 0 <= label < n_classes:
+            raise ValueError(f"class_weight: {label!r} is not a class in 0..{n_classes - 1}")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"class_weight: the weight of class {label} must be a finite number ≥ 0, got {weight!r}")
+        weights[int(label)] = weight
+    return weights
 
 
 def train_epoch(engine, x, y, order, epoch=0, callbacks=()):
