@@ -82,3 +82,5 @@ def test_the_cli_flags_are_the_config_fields():
     assert all(flags[name].default is None for name in fields)  # given or not: the config has the defaults
     assert set(flags) - fields == {"help", "out", "metrics_json", "quiet", "no_figures", "resume"}
     assert "(default: 300)" in flags["hidden"].help and "(default: 0.1)" in flags["lr"].help
+    assert all(flags[name].help.count("default") <= 1 for name in fields)
+    assert "(default" not in flags["data_dir"].help and "(default" not in flags["limit"].help

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from numpy.testing import assert_array_equal
@@ -176,3 +177,14 @@ def test_a_notebook_line_trains_fashion_mnist(fashion):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     accuracy, epochs = out.stdout.split()
     assert float(accuracy) > 0.5 and epochs == "1"
+
+
+def test_plot_finds_the_data_where_the_run_found_it(tmp_path, capsys):
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    if not (shared / "mnist").is_dir():
+        pytest.skip("the real MNIST copy beside the checkout is not here")
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(shared), "--limit", "1000", "--epochs", "1",
+                 "--hidden", "8", "--quiet", "--no-figures", "--out", str(tmp_path / "run")]) == 0
+    # no --data-dir again: MNIST is nowhere else here (the cache is isolated), the run says where it was
+    assert main(["plot", str(tmp_path / "run"), "--kind", "confusion", "-o", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

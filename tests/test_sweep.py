@@ -131,7 +131,10 @@ def test_cli_sweep_outputs_and_runs_commands(tmp_path, data, capsys):
     assert '"epochs"' in shown and '"artifacts"' in shown
     assert main(["runs", "list", "--store", str(tmp_path / "nowhere")]) == 1
     assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0
-    assert best["id"] in (tmp_path / "r.html").read_text()
+    page = (tmp_path / "r.html").read_text()
+    assert best["id"] in page
+    assert "<title>fcnet report — sweep</title>" in page  # named by the folder given, not by trial hashes
+    assert "hidden=48,16 optimizer=adam lr=0.001" in page or "hidden=48,16 lr=0.001 optimizer=adam" in page
 
 
 def test_a_failing_trial_is_recorded_with_its_exception_and_the_sweep_goes_on(tmp_path, data, capsys):
