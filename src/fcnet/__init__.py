@@ -16,9 +16,10 @@ from .callbacks import Callback, History, LearningRateDecay
 from .config import TrainConfig
 from .errors import ChecksumError, DataError, DataNotFoundError, DivergenceError, FcnetError
 from .layers import Dense
-from .model import Evaluation, Sequential, load_model
+from .model import Evaluation, Sequential
 from .optimizers import SGD, Adam, RMSprop
 from .run import RunResult, train_run
+from .saving import load_model
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ end with the same weights, bit for bit, as a run that was never interrupted.
 
 from .callbacks import Callback
 from .errors import DataError
-from .model import load_model
+from .saving import load_model
 
 __all__ = ["Checkpoint", "load_checkpoint", "CHECKPOINT"]
 

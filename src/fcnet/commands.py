@@ -64,7 +64,7 @@ def cmd_train(args):
 
 
 def _load(path):
-    from .model import load_model
+    from .saving import load_model
 
     return load_model(path)
 

@@ -2,7 +2,7 @@
 
 Arrays are read with ``allow_pickle=False`` and the config is plain JSON stored
 as a string array, checked here for its format name and version; the model
-checks the arrays against the config (:func:`fcnet.model.load_model`: names,
+checks the arrays against the config (:func:`fcnet.saving.load_model`: names,
 shapes, dtypes, finiteness). Any problem is a one-line
 :class:`~fcnet.errors.DataError`. Files are written atomically (temporary
 file, fsync, rename), so a crash leaves the old file or the new.

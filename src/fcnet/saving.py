@@ -1,0 +1,62 @@
+"""Reading a model file back into a :class:`~fcnet.model.Sequential` (``Sequential.save`` writes it).
+
+The file format is :mod:`fcnet.serialization`'s; here every array is checked against the model that the
+config describes — names, shapes, dtypes, finiteness, the optimizer's state — before it is used, and any
+problem is a one-line :class:`~fcnet.errors.DataError`.
+"""
+
+import numpy as np
+
+from . import serialization
+from .errors import DataError
+from .model import Sequential
+
+__all__ = ["load_model"]
+
+
+def load_model(path, with_extra=False):
+    """Read a model written by :meth:`Sequential.save`; it predicts bit-identically to the saved one.
+
+    With ``with_extra`` returns ``(model, extra)``, the JSON given to :meth:`Sequential.save`.
+
+    Raises
+    ------
+    DataError
+        The file is missing, truncated, not an fcnet model, of an unknown format
+        version, or its arrays do not match its config.
+    """
+    config, arrays = serialization.read_model_file(path)
+    try:
+        model = Sequential.from_config(config["model"])
+        if not model.built:
+            raise DataError(f"{path}: the config describes no layers or no input width")
+        params = model.parameters
+        opt_state = {n[len("opt_"):]: a for n, a in arrays.items() if n.startswith("opt_")}
+        weights = {n: a for n, a in arrays.items() if not n.startswith("opt_")}
+        expected = {f"param_{i}" for i in range(len(params))}
+        if set(weights) != expected:
+            missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+            raise DataError(f"{path}: arrays do not match the config (missing {missing or 'none'}, "
+                            f"unexpected {unexpected or 'none'})")
+        for i, p in enumerate(params):
+            w = weights[f"param_{i}"]
+            if w.shape != p.shape or w.dtype != p.dtype:
+                raise DataError(f"{path}: param_{i} is {w.dtype}{list(w.shape)}, the config needs "
+                                f"{p.dtype}{list(p.shape)}")
+            if not np.isfinite(w).all():
+                raise DataError(f"{path}: param_{i} contains NaN or infinite values")
+            p[...] = w
+        if config.get("loss"):
+            model.compile(optimizer=config["optimizer"] or "rmsprop", loss=config["loss"],
+                          metrics=config.get("metrics"))
+            if opt_state:
+                try:
+                    model.optimizer.set_state(params, opt_state)
+                except (KeyError, ValueError) as exc:
+                    raise DataError(f"{path}: optimizer state does not match the optimizer ({exc})") from None
+        model.metadata = dict(config.get("metadata") or {})
+    except DataError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DataError(f"{path}: invalid model config ({type(exc).__name__}: {exc})") from None
+    return (model, config.get("extra")) if with_extra else model
