@@ -208,7 +208,7 @@ def cmd_runs(args):
     path = args.store / "runs.sqlite" if args.store.is_dir() else args.store
     if not path.is_file():
         raise FcnetError(f"{path}: no run store (fcnet sweep --out DIR writes DIR/runs.sqlite)")
-    store = RunStore(path)
+    store = RunStore(path, create=False)
     try:
         if args.action == "show":
             if not args.id:

@@ -84,7 +84,8 @@ def prepare(config):
     n_classes = len(datasets.class_names(config.dataset)) if registered else int(max(y_train.max(), y_test.max())) + 1
     n_in = int(np.prod(x_train.shape[1:]))
     model = build_model(config.hidden, config.activation, n_in, n_classes, config.seed, config.dtype)
-    info = ModelInfo(dataset=config.dataset, class_names=tuple(datasets.class_names(config.dataset))[:n_classes],
+    names = datasets.class_names(config.dataset) if registered else [str(i) for i in range(n_classes)]
+    info = ModelInfo(dataset=config.dataset, class_names=tuple(names)[:n_classes],
                      image_shape=tuple(x_train.shape[1:]),
                      preparation=config.preparation or ("digits" if config.dataset in DIGIT_SETS else "fit"))
     model.metadata = info.to_metadata()
@@ -172,6 +173,11 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
     out = None if out is None else Path(out)
     if resume and out is None:
         raise ValueError("resume needs the run folder (out) that holds the checkpoint")
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a run folder")
+    if out is not None:  # a write killed mid-way leaves its temporary file behind (files.atomic_write)
+        for stale in out.glob(".tmp-*"):
+            stale.unlink()
     model, state = _resume(config, out) if resume else (None, None)
     (x_train, y_train), (x_test, y_test), built = prepare(config)
     model = model or built

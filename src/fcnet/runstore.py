@@ -9,6 +9,9 @@ import json
 import socket
 import sqlite3
 import time
+from pathlib import Path
+
+from .errors import DataError
 
 __all__ = ["RunStore"]
 
@@ -40,11 +43,28 @@ CREATE TABLE IF NOT EXISTS artifacts (
 METRICS = ("test_accuracy", "test_loss", "seconds_per_epoch", "total_seconds")
 
 
+def _check_store(path):
+    """Refuse a file that is not an fcnet run store (another database, or not SQLite at all)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise DataError(f"{path}: not an fcnet run store ({exc})") from None
+    if tables and not {"runs", "epochs", "artifacts"} <= tables:
+        raise DataError(f"{path}: not an fcnet run store (its tables: {', '.join(sorted(tables))})")
+
+
 class RunStore:
     """A SQLite run store at ``path`` (created if missing)."""
 
-    def __init__(self, path):
+    def __init__(self, path, create=True):
+        """Open (``create``: or create) the store; a SQLite file that is not one is refused, not extended."""
         self.path = path
+        if not create or Path(path).exists():
+            _check_store(path)
         self.db = sqlite3.connect(path)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA foreign_keys = ON")

@@ -70,14 +70,22 @@ def load_spec(path):
         raise FcnetError(f"{path}: no such sweep file (shipped with fcnet: {', '.join(bundled_sweeps())})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise FcnetError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise FcnetError(f"{path}: cannot read the sweep file ({exc.strerror or exc})") from None
     grid, random = spec.pop("grid", {}), spec.pop("random", {})
+    for name, table in (("grid", grid), ("random", random)):
+        if not isinstance(table, dict):
+            raise FcnetError(f"{path}: {name} must be a table ([{name}] with one key per setting), "
+                             f"not {type(table).__name__}")
     if grid and random:
         raise FcnetError(f"{path}: use [grid] or [random], not both")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise FcnetError(f"{path}: [grid] {key} must be a non-empty list of values")
-    if random and not isinstance(random.get("samples"), int):
-        raise FcnetError(f"{path}: [random] needs samples = N")
+    if random and (not isinstance(random.get("samples"), int) or random["samples"] < 1):
+        raise FcnetError(f"{path}: [random] needs samples = N (an integer ≥ 1)")
+    if random and not isinstance(random.get("seed", 0), int):
+        raise FcnetError(f"{path}: [random] seed must be an integer, got {random['seed']!r}")
     return spec, grid, random
 
 

@@ -86,6 +86,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         x, y = x[:n_train], y[:n_train]
     if len(x) == 0:
         raise ValueError("no training data")
+    batch_size = min(batch_size, len(x))  # as Keras: a batch larger than the data is the whole data
     steps = math.ceil(len(x) / batch_size)
     runner = make_engine(model, y, batch_size, x.dtype, engine, _class_weights(class_weight, y, model.output_dim))
 
