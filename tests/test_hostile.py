@@ -93,3 +93,33 @@ def test_more_than_ten_classes_train_report_and_predict(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "run" / "model.npz"), str(tmp_path / "pic.png"), "--style", "fit"]) == 0
     assert capsys.readouterr().out.split(": ")[1].split()[0] in [str(i) for i in range(12)]
 
+
+
+def test_os_errors_are_one_line(idx_dir, tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "afile").write_text("x")
+    for args in (["train", "--dataset", f"idx:{idx_dir}", "--epochs", "1", "--hidden", "4", "--quiet",
+                  "--out", str(tmp_path / "afile" / "run")],
+                 ["report", str(idx_dir.parent / "nothing"), "-o", str(tmp_path / "afile" / "r.html")]):
+        r = subprocess.run([sys.executable, "-m", "fcnet", *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("fcnet: error:")
+
+
+def test_a_disk_that_fills_while_drawing_keeps_the_model_and_its_metrics(idx_dir, tmp_path, monkeypatch):
+    import errno
+
+    from fcnet import report
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "save_figures", full)
+    with pytest.raises(OSError, match="No space left"):
+        fcnet.train_run(fcnet.TrainConfig(dataset=f"idx:{idx_dir}", hidden=(8,), epochs=1), out=tmp_path / "run",
+                        verbose=0)
+    model = fcnet.load_model(tmp_path / "run" / "model.npz")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] == model.metadata["test_accuracy"]

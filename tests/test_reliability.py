@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,14 +161,28 @@ CRAFTED = {
     "truncated zip": lambda d, a, c: (d / "f.npz").write_bytes((d / "good.npz").read_bytes()[:3000]) and d / "f.npz",
     "random bytes": lambda d, a, c: (d / "f.npz").write_bytes(os.urandom(500)) and d / "f.npz",
     "empty": lambda d, a, c: (d / "f.npz").write_bytes(b"") or d / "f.npz",
+    # a few KB claiming a network of 10^12 weights: refused before anything is allocated
+    "huge units": lambda d, a, c: _write(d / "f.npz", a, {**c, "model": {**c["model"], "layers": [
+        {**c["model"]["layers"][0], "units": 10**6, "input_dim": 10**6}, c["model"]["layers"][1]]}}),
+    "width not a number": lambda d, a, c: _write(d / "f.npz", a, {**c, "model": {**c["model"], "layers": [
+        {**c["model"]["layers"][0], "units": "8"}, c["model"]["layers"][1]]}}),
+    "optimizer state of another shape": lambda d, a, c: _write(d / "f.npz", {**a, "opt_m_0": np.zeros((3, 3))}),
+    "extra optimizer array": lambda d, a, c: _write(d / "f.npz", {**a, "opt_junk": np.zeros(10)}),
+    "deeply nested config": lambda d, a, c: _write(d / "f.npz", {**a, "config": np.array("[" * 200_000)}),
 }
 MESSAGES = {
-    "pickled": "not a readable fcnet model file", "wrong dtype": "param_0 is float64", "wrong shape": "param_0 is",
+    "pickled": "not a readable fcnet model file", "wrong dtype": "param_0 is float64",
+    "wrong shape": "param_0 has shape [783, 8]",
     "missing array": "missing ['param_3']", "extra array": "unexpected ['param_9']",
     "NaN weights": "param_2 contains NaN",
     "unknown version": "unknown model format version 99", "not fcnet": "not an fcnet model file",
     "config not JSON": "invalid model config", "no config": "no model config", "truncated zip": "not a readable",
     "random bytes": "not a readable", "empty": "not a readable",
+    "huge units": "param_0 has shape [784, 8], the config needs [1000000, 1000000]",
+    "width not a number": "layer widths must be integers",
+    "optimizer state of another shape": "opt_m_0 is float64[3, 3]",
+    "extra optimizer array": "optimizer state does not match the optimizer",
+    "deeply nested config": "invalid model config",
 }
 
 
@@ -278,3 +293,24 @@ def test_labels_outside_the_classes_are_rejected(tmp_path, monkeypatch):
     _patch_registry(monkeypatch, "kmnist", blobs, ())
     with pytest.raises(DataError, match="train labels must lie in 0..9, found 12"):
         datasets.load("kmnist", data_dir=folder)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epoch", "2", "the epoch reached must be an integer ≥ 0, got '2'"),
+    ("epoch", 1.5, "the epoch reached must be an integer"),
+    ("history", {"loss": [0.5], "accuracy": [0.5, 0.4]}, "lists of one value per epoch"),
+    ("rng_state", {"bit_generator": "nope"}, "the generator's state cannot be restored"),
+])
+def test_crafted_checkpoint_fields_are_one_line_errors(idx_dir, tmp_path, field, value, message):
+    out = tmp_path / "run"
+    fcnet.train_run(fcnet.TrainConfig(dataset=f"idx:{idx_dir}", hidden=(8,), epochs=2), out=out, verbose=0,
+                    figures=False)
+    with np.load(out / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    config = json.loads(str(arrays["config"]))
+    config["extra"][field] = value
+    _write(out / "checkpoint.npz", arrays, config)
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_checkpoint(out)
+    r = run("train", "--resume", out, "--epochs", "3")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

@@ -214,3 +214,11 @@ def _png_bytes():
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_numbers_json_cannot_hold_and_deep_nesting_are_4xx(served):
+    _, port, _ = served
+    for body in (b'{"pixels": [' + b"9" * 5000 + b"]}", b"[" * 100_000 + b"]" * 100_000,
+                 b'{"pixels": [1e400' + b", 0" * 783 + b"]}"):
+        status, answer = call(port, "POST", "/api/predict", body, {"Content-Type": "application/json"})
+        assert 400 <= status < 500 and "error" in answer

@@ -147,3 +147,39 @@ def test_a_failing_trial_is_recorded_with_its_exception_and_the_sweep_goes_on(tm
     assert len(failed) == 1 and failed[0]["config"]["lr"] == 1e6
     assert failed[0]["error"].startswith("DivergenceError: loss became")  # the exception itself, not scraped text
     assert captured.err.strip().splitlines()[-1] == f"failed: {failed[0]['id']} {failed[0]['error']}"
+
+
+def test_two_sweeps_of_one_file_on_one_cluster_train_their_own_trials(tmp_path, data):
+    import subprocess
+    import sys
+
+    path = spec(tmp_path, data, epochs=1, batch=64)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    try:  # two drivers at once, as two users would start them
+        procs = [subprocess.Popen([sys.executable, "-m", "fcnet", "sweep", str(path), "--out", str(tmp_path / name),
+                                   "--scheduler", cluster.scheduler_address, "--quiet"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            assert "4 finished, 0 failed" in out
+    finally:
+        cluster.close()
+    for name in ("a", "b"):
+        runs = RunStore(tmp_path / name / "runs.sqlite").runs("done")
+        assert len(runs) == 4 and all(r["folder"].startswith(str(tmp_path / name)) for r in runs)
+        assert len(list((tmp_path / name / "trials").glob("*/model.npz"))) == 4  # trained here, not borrowed
+
+
+def test_a_relative_out_is_resolved_by_the_driver(tmp_path, data, monkeypatch):
+    from fcnet import sweep
+
+    opened = []
+    monkeypatch.setattr(sweep, "RunStore", lambda path: opened.append(path) or RunStore(path))
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "one.toml"
+    path.write_text(f'dataset = "idx:{data}"\nepochs = 1\n[grid]\nseed = [0]\n')
+    with pytest.raises(FcnetError, match="cannot reach the Dask scheduler"):
+        run_sweep(path, "rel", scheduler="tcp://127.0.0.1:9", progress=False)
+    assert opened == [tmp_path / "rel" / "runs.sqlite"]  # absolute: what the workers are sent is the driver's

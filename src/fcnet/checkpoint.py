@@ -58,5 +58,13 @@ def load_checkpoint(folder):
     model, extra = load_model(path, with_extra=True)
     if not isinstance(extra, dict) or not {"epoch", "history", "settings", "rng_state"} <= set(extra):
         raise DataError(f"{path}: a model file, not a checkpoint")
-    model.rng.bit_generator.state = extra["rng_state"]
+    epoch, history = extra["epoch"], extra["history"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise DataError(f"{path}: the epoch reached must be an integer ≥ 0, got {epoch!r}")
+    if not isinstance(history, dict) or not all(isinstance(v, list) and len(v) == epoch for v in history.values()):
+        raise DataError(f"{path}: the metrics so far must be lists of one value per epoch ({epoch})")
+    try:
+        model.rng.bit_generator.state = extra["rng_state"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: the generator's state cannot be restored ({type(exc).__name__})") from None
     return model, extra

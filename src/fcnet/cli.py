@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -201,6 +202,13 @@ def main(argv=None):
         parser.exit(2, f"fcnet {args.command}: error: {exc}\n")
     except (FcnetError, ValueError) as exc:
         print(f"fcnet: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a read-only folder, a file where a folder goes, permission denied
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fcnet: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"fcnet: error: the run store: {exc}", file=sys.stderr)
         return 1
     except RunInterrupted as exc:
         print(f"fcnet: {exc}", file=sys.stderr)

@@ -226,19 +226,21 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
 
 
 def _write(result, x_test, y_test, figures, verbose):
-    """Save the model, the figures (which add per-class metrics) and metrics.json into ``result.out``."""
+    """Save the model and metrics.json into ``result.out``, then the figures (which add per-class metrics to
+    metrics.json): a disk that fills up while drawing leaves the model and its metrics consistent."""
     out = result.out
     result.model.save(out / "model.npz")
     result.files.append(out / "model.npz")
+    result.metrics.write(out / "metrics.json")
+    result.files.append(out / "metrics.json")
     if figures:
         try:
             from .report import save_figures
 
             result.files += save_figures(out, result.model, result.metrics, x_test, y_test)
+            result.metrics.write(out / "metrics.json")  # now with the per-class table the figures added
         except FcnetError as exc:  # matplotlib missing: the model and metrics are saved all the same
             print(f"figures skipped: {exc}", file=sys.stderr)
-    result.metrics.write(out / "metrics.json")
-    result.files.insert(1, out / "metrics.json")
     figures = result.files[2:]
     _say(verbose, f"saved {out / 'model.npz'}, {out / 'metrics.json'}"
                   + (f" and {len(figures)} figures ({', '.join(p.name for p in figures)})" if figures else ""))

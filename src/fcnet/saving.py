@@ -27,6 +27,7 @@ def load_model(path, with_extra=False):
     """
     config, arrays = serialization.read_model_file(path)
     try:
+        _check_shapes(config["model"], arrays, path)  # before anything is allocated from the config's numbers
         model = Sequential.from_config(config["model"])
         if not model.built:
             raise DataError(f"{path}: the config describes no layers or no input width")
@@ -50,13 +51,37 @@ def load_model(path, with_extra=False):
             model.compile(optimizer=config["optimizer"] or "rmsprop", loss=config["loss"],
                           metrics=config.get("metrics"))
             if opt_state:
-                try:
-                    model.optimizer.set_state(params, opt_state)
-                except (KeyError, ValueError) as exc:
-                    raise DataError(f"{path}: optimizer state does not match the optimizer ({exc})") from None
+                expected_state = model.optimizer.get_state(params)
+                if set(opt_state) != set(expected_state):
+                    raise DataError(f"{path}: optimizer state does not match the optimizer (arrays "
+                                    f"{sorted(set(opt_state) ^ set(expected_state))})")
+                for name, array in opt_state.items():
+                    if array.shape != expected_state[name].shape or array.dtype.kind not in "iuf":
+                        raise DataError(f"{path}: optimizer state opt_{name} is {array.dtype}{list(array.shape)}, "
+                                        f"not {expected_state[name].dtype}{list(expected_state[name].shape)}")
+                model.optimizer.set_state(params, opt_state)
+        elif opt_state:
+            raise DataError(f"{path}: optimizer state without an optimizer")
         model.metadata = dict(config.get("metadata") or {})
     except DataError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DataError(f"{path}: invalid model config ({type(exc).__name__}: {exc})") from None
     return (model, config.get("extra")) if with_extra else model
+
+
+def _check_shapes(model_config, arrays, path):
+    """The parameter shapes the config implies must be those of the arrays in the file (which are small)."""
+    layers = model_config["layers"]
+    if not isinstance(layers, list) or not layers or not all(isinstance(lc, dict) for lc in layers):
+        raise DataError(f"{path}: the config describes no layers")
+    widths = [layers[0].get("input_dim"), *(lc.get("units") for lc in layers)]
+    if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+        raise DataError(f"{path}: layer widths must be integers ≥ 1, got {widths}")
+    for i, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+        for j, shape in ((2 * i, (n_in, n_out)), (2 * i + 1, (n_out,))):
+            found = arrays.get(f"param_{j}")
+            if found is not None and found.shape != shape:
+                raise DataError(f"{path}: param_{j} has shape {list(found.shape)}, the config needs {list(shape)}")
+            if found is None:
+                raise DataError(f"{path}: arrays do not match the config (missing ['param_{j}'])")

@@ -52,8 +52,8 @@ def read_model_file(path):
         raise DataError(f"{path}: no model config in the file")
     try:
         config = json.loads(str(arrays.pop("config")))
-    except ValueError as exc:
-        raise DataError(f"{path}: invalid model config ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
+        raise DataError(f"{path}: invalid model config ({type(exc).__name__})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(f"{path}: not an fcnet model file")
     if config.get("format_version") != FORMAT_VERSION:

@@ -44,8 +44,8 @@ def describe(model, path):
 def _pixels_from_json(body, n_inputs):
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(400, f"body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, a 5000-digit number
+        raise BadInput(400, f"body is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(data, dict) or "pixels" not in data:
         raise BadInput(422, 'expected {"pixels": [...]}')
     pixels = data["pixels"]

@@ -24,6 +24,7 @@ by ``--scheduler``; a cluster needs the sweep folder on a file system every
 worker shares. Only the driver writes the run store.
 """
 
+import hashlib
 import itertools
 import math
 import os
@@ -165,7 +166,9 @@ def run_sweep(path, out, scheduler=None, workers=None, progress=True):
     fixed, grid, random = load_spec(path)
     parsed = [parse_trial(t) for t in trials(fixed, grid, random)]
     unique = dict(parsed)  # the same configuration twice is one trial
-    out = Path(out)
+    out = Path(out).resolve()  # workers elsewhere must not resolve a relative folder against their own
+    # Dask keys are cluster-wide: two sweeps of the same file into two folders must not share a trial.
+    sweep_key = hashlib.sha256(str(out).encode()).hexdigest()[:8]
     (out / "trials").mkdir(parents=True, exist_ok=True)
     store = RunStore(out / "runs.sqlite")
     try:
@@ -186,7 +189,7 @@ def run_sweep(path, out, scheduler=None, workers=None, progress=True):
                 for rid, config in todo.items():
                     folder = out / "trials" / rid
                     store.start(rid, config.to_dict(), folder)
-                    futures[client.submit(run_trial, config, str(folder), key=f"fcnet-trial-{rid}",
+                    futures[client.submit(run_trial, config, str(folder), key=f"fcnet-trial-{rid}-{sweep_key}",
                                           pure=False)] = rid
                 for future in as_completed(futures):
                     rid = futures[future]
