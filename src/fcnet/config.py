@@ -19,13 +19,12 @@ import json
 import math
 
 from . import activations, datasets, losses, optimizers
+from .engines import ENGINES
 from .records import PREPARATIONS
 
 __all__ = ["TrainConfig", "varied", "trial_name", "NOT_LEARNED"]
 
 NOT_LEARNED = ("data_dir", "preparation")  # where the data is read from, how pictures are prepared later
-
-ENGINES = ("auto", "numpy", "numba")
 
 
 class _Check:
@@ -78,15 +77,12 @@ def _dataset(value):
 def _optional(check):
     def optional(value):
         return None if value is None else check(value)
-    optional.what = getattr(check, "what", "text")
     optional.choices = getattr(check, "choices", None)
     return optional
 
 
 _positive_int = _Check(int, lambda v: v >= 1, "an integer ≥ 1")
 _positive_float = _Check(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
-_hidden.what = "integers ≥ 1 separated by commas"
-_dataset.what = f"{', '.join(datasets.NAMES)} or idx:DIR"
 
 
 def _field(default, check, help):
