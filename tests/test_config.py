@@ -31,7 +31,7 @@ def test_values_are_converted_once_from_text_or_python_values():
     ("optimizer", "Adam", "optimizer must be one of sgd, adam, rmsprop"),
     ("dataset", "cifar", "dataset must be one of mnist, fashion-mnist, kmnist or idx:DIR"),
     ("dtype", "float16", "dtype must be one of float32, float64"),
-    ("engine", "cuda", "engine must be one of auto, numpy, numba"),
+    ("engine", "gpu", "engine must be one of auto, numpy, numba, cuda"),
     ("seed", -1, "seed must be an integer ≥ 0"),
     ("limit", 0, "limit must be an integer ≥ 1"),
 ])

@@ -1,5 +1,5 @@
-"""The engine contract of fcnet.engines, run on both engines, and the compiled engine (fcnet.jit) against the
-NumPy reference it transcribes."""
+"""The engine contract of fcnet.engines, run on every engine present, and the compiled engines (fcnet.jit; fcnet.cuda
+where a GPU answers) against the NumPy reference they transcribe."""
 
 import sys
 
@@ -10,13 +10,27 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fcnet
 from fcnet.callbacks import Callback
+from fcnet.coverage import STEP_ROWS
 from fcnet.engines import choose_engine, make_engine
-from fcnet.jit import STEP_ROWS
 from fcnet.optimizers import SGD, Adam, RMSprop
 from fcnet.training import train_epoch
 
 pytest.importorskip("numba")
-ENGINES = ("numpy", "numba")
+
+
+def _gpu():
+    from fcnet import cuda
+
+    return cuda.unavailable() is None
+
+
+GPU = _gpu()
+COMPILED = ("numba", "cuda") if GPU else ("numba",)
+ENGINES = ("numpy", *COMPILED)
+# How close a compiled engine stays to NumPy, relative to the largest entry: OpenBLAS in both on the CPU;
+# cuBLAS sums in another order on the GPU.
+TOLERANCE = {("numba", "float64"): 1e-12, ("numba", "float32"): 2e-5, ("cuda", "float64"): 1e-10,
+             ("cuda", "float32"): 1e-4}
 
 OPTIMIZERS = {
     "sgd": lambda: SGD(0.1),
@@ -43,10 +57,10 @@ def model_for(hidden, optimizer, dtype, output="softmax", loss="sparse_categoric
     return model
 
 
-def train_both(make, x, y, **fit):
-    """The same model trained by each engine: [(model, history)] for numpy, numba."""
+def train_both(make, x, y, compiled="numba", **fit):
+    """The same model trained by each engine: [(model, history)] for numpy, then ``compiled``."""
     runs = []
-    for engine in ("numpy", "numba"):
+    for engine in ("numpy", compiled):
         model = make()
         history = model.fit(x, y, verbose=0, engine=engine, **fit)
         assert history.engine == engine
@@ -54,13 +68,15 @@ def train_both(make, x, y, **fit):
     return runs
 
 
-@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_compiled_epochs_equal_the_numpy_reference(optimizer, hidden, dtype, rtol):
+@pytest.mark.parametrize("engine", COMPILED)
+def test_compiled_epochs_equal_the_numpy_reference(engine, optimizer, hidden, dtype):
     x, y = data()  # 330 rows in batches of 32: the last batch has 10
-    (ref, h_ref), (jit, h_jit) = train_both(lambda: model_for(HIDDEN[hidden], optimizer, dtype), x, y, epochs=2,
-                                            batch_size=32)
+    rtol = TOLERANCE[engine, dtype]
+    (ref, h_ref), (jit, h_jit) = train_both(lambda: model_for(HIDDEN[hidden], optimizer, dtype), x, y, engine,
+                                            epochs=2, batch_size=32)
     for p, q in zip(ref.parameters, jit.parameters):
         assert_allclose(q, p, rtol=0, atol=rtol * np.abs(p).max())
     opt_ref, opt_jit = ref.optimizer, jit.optimizer
@@ -73,21 +89,24 @@ def test_compiled_epochs_equal_the_numpy_reference(optimizer, hidden, dtype, rto
     assert h_jit.history["accuracy"] == h_ref.history["accuracy"]
 
 
-def test_logits_output_float_inputs_and_a_validation_split():
+@pytest.mark.parametrize("engine", COMPILED)
+def test_logits_output_float_inputs_and_a_validation_split(engine):
     x, y = data()
     x = x.astype(np.float64) / 255
     make = lambda: model_for(("relu",), "adam", "float64", output="linear",  # noqa: E731
                              loss={"name": "sparse_categorical_crossentropy", "from_logits": True})
-    (ref, h_ref), (jit, h_jit) = train_both(make, x, y, epochs=3, batch_size=7, validation_split=0.2)
+    (ref, h_ref), (jit, h_jit) = train_both(make, x, y, engine, epochs=3, batch_size=7, validation_split=0.2)
+    rtol = TOLERANCE[engine, "float64"]
     for p, q in zip(ref.parameters, jit.parameters):
-        assert_allclose(q, p, rtol=1e-12, atol=1e-14)
-    assert_allclose(h_jit.history["val_loss"], h_ref.history["val_loss"], rtol=1e-12)
+        assert_allclose(q, p, rtol=rtol, atol=1e-14)
+    assert_allclose(h_jit.history["val_loss"], h_ref.history["val_loss"], rtol=rtol)
 
 
-def test_the_lab_network_on_images_reaches_the_same_accuracy():
+@pytest.mark.parametrize("engine", COMPILED)
+def test_the_lab_network_on_images_reaches_the_same_accuracy(engine):
     x, y = synthetic_images(2000, np.random.default_rng(0))
     make = lambda: _lab("float32")  # noqa: E731
-    (ref, _), (jit, h_jit) = train_both(make, x, y, epochs=2, batch_size=64)
+    (ref, _), (jit, h_jit) = train_both(make, x, y, engine, epochs=2, batch_size=64)
     assert h_jit.history["accuracy"][-1] > 0.9
     assert_allclose(jit.predict(x[:200]), ref.predict(x[:200]), atol=1e-4)
     assert_array_equal(jit.predict_classes(x), ref.predict_classes(x))
@@ -108,17 +127,18 @@ class Losses(Callback):
         self.seen.append((batch, logs["loss"]))
 
 
-def test_every_step_reaches_the_callbacks_with_its_own_loss():
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_every_step_reaches_the_callbacks_with_its_own_loss(compiled):
     x, y = data(n=20_000)
     runs = []
-    for engine in ("numpy", "numba"):
+    for engine in ("numpy", compiled):
         cb = Losses()
         model_for(("relu",), "sgd", "float64").fit(x, y, epochs=1, batch_size=3, verbose=0, callbacks=[cb],
                                                     engine=engine)
         runs.append(cb.seen)
     assert len(runs[1]) == 6667  # more steps than one compiled call takes
     assert [b for b, _ in runs[1]] == list(range(6667))
-    assert_allclose([v for _, v in runs[1]], [v for _, v in runs[0]], rtol=1e-10)
+    assert_allclose([v for _, v in runs[1]], [v for _, v in runs[0]], rtol=TOLERANCE[compiled, "float64"])
 
 
 class Snapshots(Callback):
@@ -135,7 +155,7 @@ class Snapshots(Callback):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ["numpy", "numba"])  # the learning rate read per call (the GPU: tests/test_gpu.py)
 def test_a_diverging_step_leaves_the_weights_and_state_of_the_step_before(engine, optimizer):
     x, y = data(n=5 * STEP_ROWS)
     model = model_for(("relu",), optimizer, "float32")
@@ -159,7 +179,7 @@ def test_a_diverging_step_leaves_the_weights_and_state_of_the_step_before(engine
     assert model.optimizer.iterations == failed - 1
 
 
-def test_both_engines_draw_the_same_random_numbers():
+def test_every_engine_draws_the_same_random_numbers():
     x, y = data()
     states = []
     for engine in ENGINES:
@@ -168,7 +188,7 @@ def test_both_engines_draw_the_same_random_numbers():
         states.append(model.rng.bit_generator.state)
         model.fit(x, y, epochs=1, batch_size=32, verbose=0, engine=engine, shuffle=False)
         assert model.rng.bit_generator.state == states[-1]  # no shuffle, no draw
-    assert states[0] == states[1]
+    assert all(state == states[0] for state in states)
 
 
 def test_the_engine_is_chosen_and_built_once_per_fit(monkeypatch):
@@ -180,10 +200,10 @@ def test_the_engine_is_chosen_and_built_once_per_fit(monkeypatch):
     x, y = data()
     for engine in ENGINES:
         model_for(("relu",), "adam", "float32").fit(x, y, epochs=3, batch_size=32, verbose=0, engine=engine)
-    assert len(built) == 2
+    assert len(built) == len(ENGINES)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ["numpy", "numba"])  # the GPU keeps its gradients there
 def test_gradients_after_a_step_are_that_steps_on_numpy(engine):
     x, y = data()
     model = model_for(("relu",), "momentum", "float64")
@@ -194,13 +214,14 @@ def test_gradients_after_a_step_are_that_steps_on_numpy(engine):
         assert_allclose(g, r, rtol=1e-12, atol=1e-15)
 
 
-def test_learning_rate_changes_between_epochs_are_seen():
+@pytest.mark.parametrize("engine", COMPILED)
+def test_learning_rate_changes_between_epochs_are_seen(engine):
     x, y = data()
     make = lambda: model_for(("relu",), "sgd", "float64")  # noqa: E731
     decay = lambda: [fcnet.callbacks.LearningRateDecay(0.5)]  # noqa: E731
     runs = [make().fit(x, y, epochs=3, batch_size=32, verbose=0, engine=e, callbacks=decay()) for e in
-            ("numpy", "numba")]
-    assert_allclose(runs[1].history["loss"], runs[0].history["loss"], rtol=1e-12)
+            ("numpy", engine)]
+    assert_allclose(runs[1].history["loss"], runs[0].history["loss"], rtol=TOLERANCE[engine, "float64"])
     assert runs[1].history["lr"] == [0.1, 0.05, 0.025]
 
 
@@ -213,8 +234,8 @@ def test_auto_takes_numba_where_it_can_and_numpy_elsewhere():
     assert mse.fit(x, np.eye(5)[y], epochs=1, verbose=0).engine == "numpy"
     with pytest.raises(ValueError, match="engine 'numba' cannot train this model: only cross-entropy"):
         mse.fit(x, np.eye(5)[y], epochs=1, verbose=0, engine="numba")
-    with pytest.raises(ValueError, match="engine must be one of auto, numpy, numba"):
-        model.fit(x, y, engine="cuda")
+    with pytest.raises(ValueError, match="engine must be one of auto, numpy, numba, cuda, got 'gpu'"):
+        model.fit(x, y, engine="gpu")
 
     class MyReLU(fcnet.activations.ReLU):  # a subclass may change the formulas: not compiled
         pass
@@ -231,13 +252,13 @@ def test_without_numba_auto_falls_back_and_numba_says_how_to_install(monkeypatch
     model = model_for(("relu",), "sgd", "float32")
     assert model.fit(x, y, epochs=1, verbose=0).engine == "numpy"
     with pytest.raises(ValueError, match=r"needs Numba: pip install 'fcnet\[fast\]'"):
-        make_engine(model, y, 32, x.dtype, engine="numba")
+        make_engine(model, x, y, 32, engine="numba")
 
 
 def test_indices_the_compiled_loop_would_not_check_are_refused():
     x, y = data()
     model = model_for(("relu",), "sgd", "float32")
-    engine = make_engine(model, y, 32, x.dtype, "numba")
+    engine = make_engine(model, x, y, 32, "numba")
     order = np.arange(len(x))
     for bad_order in (order + 1, order - 1, order.astype(float), order.reshape(-1, 1)):
         with pytest.raises(ValueError, match=r"order must be a 1-D array of row indices in 0\.\.329"):
@@ -246,3 +267,20 @@ def test_indices_the_compiled_loop_would_not_check_are_refused():
         train_epoch(engine, x, np.where(y == 4, 5, y), order)
     with pytest.raises(ValueError, match=r"x must have shape \(n, 20\)"):
         train_epoch(engine, x[:, :10], y, order)
+
+
+@pytest.mark.skipif(GPU, reason="a GPU answers here")
+def test_the_gpu_engine_says_in_one_line_why_it_cannot_run(capsys, tmp_path):
+    from fcnet.cli import main
+
+    x, y = data()
+    model = model_for(("relu",), "sgd", "float32")
+    with pytest.raises(ValueError, match=r"^engine 'cuda' cannot train this model: (CuPy is not installed|no CUDA)"):
+        model.fit(x, y, engine="cuda")
+    with pytest.raises(ValueError, match=r"^engine 'cuda' cannot run this model: (CuPy is not installed|no CUDA)"):
+        model.predict(x, engine="cuda")
+    assert main(["train", "--engine", "cuda", "--epochs", "1", "--data-dir", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "engine 'cuda' cannot train here: " in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

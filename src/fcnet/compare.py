@@ -35,7 +35,7 @@ class FcnetRunner:
     def train_epoch(self, x, y, order):
         """Train one epoch over ``x[order]``; returns (seconds, mean batch loss)."""
         if isinstance(self.engine, str):
-            self.engine = make_engine(self.model, y, self.batch_size, x.dtype, self.engine)
+            self.engine = make_engine(self.model, x, y, self.batch_size, self.engine)
         logs = train_epoch(self.engine, x, y, order)
         return logs["epoch_seconds"], logs["loss"]
 

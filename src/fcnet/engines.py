@@ -1,10 +1,12 @@
-"""Training engines: who runs the steps of an epoch. One contract, two implementations.
+"""Training engines: who runs the steps of an epoch. One contract, three implementations: the NumPy
+reference here, :mod:`fcnet.jit` (compiled by Numba, CPU) and :mod:`fcnet.cuda` (CuPy, an NVIDIA GPU).
 
-The contract, which both engines follow and ``tests/test_engines.py`` checks on both:
+The contract, which every engine follows and ``tests/test_engines.py`` checks on each one present:
 
 1. **Choice, once per fit.** :func:`make_engine` picks and builds the engine when ``fit`` starts
-   (``"auto"``: the compiled engine when Numba is installed and covers the model, else NumPy) and the
-   same engine, with the same buffers, trains every epoch of that ``fit``.
+   (``"auto"``: the compiled CPU engine when Numba is installed and covers the model, else NumPy; the
+   GPU only when asked for, as PyTorch's ``device``) and the same engine, with the same buffers, trains
+   every epoch of that ``fit``.
 2. **Batches.** :meth:`Engine.epoch` takes ``ceil(n / batch_size)`` steps over ``x[order]``: step ``i``
    trains rows ``order[i * batch_size:(i + 1) * batch_size]``, the last, partial batch included.
    ``uint8`` inputs are scaled by 1/255 batch by batch (:meth:`fcnet.model.Sequential.to_float`).
@@ -21,11 +23,14 @@ The contract, which both engines follow and ``tests/test_engines.py`` checks on 
    model has no metrics). ``fit`` calls every callback's ``on_batch_end(step, {"loss": loss})`` once per
    step, in order, on both engines; the epoch's ``loss`` and ``accuracy`` are the row-weighted means.
    After a step ``model.gradients`` holds that step's gradients on the NumPy engine; the compiled engine
-   leaves the weight gradients of plain SGD unwritten (it adds ``−lr · xᵀδ`` into ``W`` with one GEMM).
+   leaves the weight gradients of plain SGD unwritten (it adds ``−lr · xᵀδ`` into ``W`` with one GEMM),
+   and the CUDA engine keeps its gradients on the GPU.
 6. **When changes are seen.** The NumPy engine reads ``optimizer.learning_rate`` at every step; the
-   compiled engine at every call of up to :data:`fcnet.jit.STEP_ROWS` rows, and it runs a call's steps
-   before their ``on_batch_end`` calls. So a callback that changes the learning rate in
-   ``on_epoch_begin`` or ``on_epoch_end`` is seen identically by both; one that changes it (or reads
+   compiled engine at every call of up to :data:`fcnet.coverage.STEP_ROWS` rows, and it runs a call's
+   steps before their ``on_batch_end`` calls; the CUDA engine reads it at the start of each epoch, runs
+   chunks of that many rows ahead of their ``on_batch_end`` calls, and holds the weights on the GPU until
+   the epoch ends (or stops). So a callback that changes the learning rate or the weights in
+   ``on_epoch_begin`` or ``on_epoch_end`` is seen identically by all; one that changes them (or reads
    the weights) inside ``on_batch_end`` is not, and a per-step schedule belongs in the optimizer.
 """
 
@@ -38,7 +43,7 @@ from .metrics import count_correct
 
 __all__ = ["Engine", "NumpyEngine", "Step", "make_engine", "choose_engine", "ENGINES"]
 
-ENGINES = ("auto", "numpy", "numba")
+ENGINES = ("auto", "numpy", "numba", "cuda")
 
 
 class Step(NamedTuple):
@@ -102,15 +107,22 @@ class NumpyEngine(Engine):
 
 
 def choose_engine(model, y, engine="auto", weighted=False):
-    """The name of the engine that trains ``model`` on checked targets ``y``: ``"numba"`` or ``"numpy"``.
+    """The name of the engine that trains ``model`` on checked targets ``y``: ``"numba"``, ``"cuda"`` or ``"numpy"``.
 
     ``"auto"`` takes the compiled loop of :mod:`fcnet.jit` when Numba is installed and covers the model,
-    else NumPy; ``"numba"`` insists (ValueError saying why it cannot); ``"numpy"`` is the reference.
-    ``weighted``: the loss is weighted per example (class weights), which only the NumPy engine does.
+    else NumPy; ``"numba"`` and ``"cuda"`` insist (ValueError saying why they cannot); ``"numpy"`` is the
+    reference. ``weighted``: the loss is weighted per example (class weights), which only NumPy does.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "numpy":
+        return engine
+    if engine == "cuda":
+        from . import cuda
+
+        reason = cuda.unavailable() or ("class weights are not compiled" if weighted else cuda.unsupported(model, y))
+        if reason:
+            raise ValueError(f"engine 'cuda' cannot train this model: {reason}")
         return engine
     try:
         from . import jit
@@ -124,14 +136,20 @@ def choose_engine(model, y, engine="auto", weighted=False):
     return "numpy" if reason else "numba"
 
 
-def make_engine(model, y, batch_size, x_dtype, engine="auto", class_weights=None):
-    """Choose (:func:`choose_engine`) and build the engine for ``model``, targets ``y`` and inputs of ``x_dtype``.
+def make_engine(model, x, y, batch_size, engine="auto", class_weights=None):
+    """Choose (:func:`choose_engine`) and build the engine for ``model`` and checked inputs ``x``, targets ``y``.
 
     ``class_weights`` is an array of one weight per class (see ``fit(class_weight=...)``). The compiled
-    engine loads (or, the first time, compiles) its code here, outside any timed epoch.
+    engines load (or, the first time, compile) their code here, outside any timed epoch; the CUDA engine
+    also uploads ``x`` and ``y`` and captures its graphs.
     """
-    if choose_engine(model, y, engine, weighted=class_weights is not None) == "numpy":
+    name = choose_engine(model, y, engine, weighted=class_weights is not None)
+    if name == "numpy":
         return NumpyEngine(model, batch_size, class_weights)
+    if name == "cuda":
+        from .cuda import CudaEngine
+
+        return CudaEngine(model, batch_size, x, y)
     from .jit import NumbaEngine
 
-    return NumbaEngine(model, batch_size, x_dtype, y.dtype)
+    return NumbaEngine(model, batch_size, x.dtype, y.dtype)

@@ -89,7 +89,7 @@ def biases_off_the_kinks(model, x, rng, margin=1e-3, tries=100):
     return closest
 
 
-def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE):
+def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE, engine="numpy"):
     """Compare ``model.loss_and_gradients`` with central finite differences, in float64.
 
     Parameters
@@ -104,6 +104,9 @@ def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE):
         Arrays with more entries are checked on this many, drawn at random (``seed``); smaller ones fully.
     tol : float
         A parameter passes when its relative error is below ``tol``.
+    engine : {"numpy", "cuda"}
+        Who computes the analytic gradients: the layers' own backward passes, or the CUDA engine's kernels
+        on the GPU (:func:`fcnet.cuda.loss_and_gradients`), in float64 either way.
 
     Returns
     -------
@@ -112,7 +115,14 @@ def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE):
     """
     x = np.asarray(x)
     x = x / 255.0 if x.dtype == np.uint8 else np.asarray(x, dtype=np.float64)
-    _, grads = model.astype("float64").loss_and_gradients(x, y)
+    if engine == "cuda":
+        from .cuda import loss_and_gradients
+
+        _, grads = loss_and_gradients(model.astype("float64"), x, y)
+    elif engine == "numpy":
+        _, grads = model.astype("float64").loss_and_gradients(x, y)
+    else:
+        raise ValueError(f"engine must be 'numpy' or 'cuda', got {engine!r}")
     wide = model.astype(np.longdouble)
     x_wide, y = x.astype(np.longdouble).reshape(len(x), -1), wide.check_targets(y, len(x))
     step = np.longdouble(eps)

@@ -14,11 +14,8 @@ can be cached on disk. The NumPy classes (``layers``, ``losses``,
 ``optimizers``) stay the reference: the formulas here are theirs, written out
 per element (each names its reference), and ``tests/test_engines.py`` runs the
 contract of :mod:`fcnet.engines` on both and compares them (``float64`` to 1e-12).
-Only what it covers is compiled — Dense layers with linear, ReLU, leaky ReLU,
-sigmoid or tanh hidden activations, a softmax (or logits) output with
-cross-entropy against integer labels, SGD (plain, momentum, Nesterov), Adam
-and RMSprop in both epsilon forms, float32 or float64 — and :func:`unsupported`
-says why anything else runs on NumPy.
+Only what :mod:`fcnet.coverage` lists is compiled (the CUDA engine covers the
+same), and :func:`unsupported` says why anything else runs on NumPy.
 """
 
 import math
@@ -26,51 +23,30 @@ import math
 import numba
 import numpy as np
 
-from . import activations, blas, losses, optimizers
+from . import blas, coverage
 from .blas import NO_TRANS, ROW_MAJOR, TRANS
-from .layers import Dense
+from .coverage import ACTIVATIONS, ADAM, MOMENTUM, NESTEROV, SGD, STEP_ROWS, OptimizerRule, check_epoch
 
 __all__ = ["unsupported", "NumbaEngine", "STEP_ROWS", "HYPER"]
 
-_ACTIVATIONS = {activations.Linear: 0, activations.ReLU: 1, activations.LeakyReLU: 2, activations.Sigmoid: 3,
-                activations.Tanh: 4}
-_SGD, _MOMENTUM, _NESTEROV, _ADAM, _RMSPROP = range(5)
-STEP_ROWS = 8192  # rows per compiled call: progress callbacks run between calls
+
+
+def unsupported(model, y):
+    """Why ``model`` cannot train on targets ``y`` here (a short phrase), or ``None`` when it can."""
+    if not blas.AVAILABLE:
+        return "NumPy's OpenBLAS was not found"
+    return coverage.unsupported(model, y)
 
 
 def HYPER(dtype):
     """The record of an optimizer's hyper-parameters, in the model's float type (so float32 stays float32).
 
-    ``one`` and ``zero`` (typed constants); ``lr``; ``h1, h2`` = momentum (SGD), ``beta_1, beta_2``
-    (Adam) or ``rho`` (RMSprop), with ``g1 = 1 − h1`` and ``g2 = 1 − h2``; ``epsilon``; and, rewritten
+    ``one`` and ``zero`` (typed constants); ``lr``; ``h1, h2`` and ``epsilon`` of
+    :class:`fcnet.coverage.OptimizerRule`, with ``g1 = 1 − h1`` and ``g2 = 1 − h2``; and, rewritten
     every step, Adam's bias-corrected step size ``step`` and ``inv_c2 = 1 / (1 − beta_2^t)``.
     """
     names = ("one", "zero", "lr", "h1", "g1", "h2", "g2", "epsilon", "step", "inv_c2")
     return np.dtype([(name, dtype) for name in names])
-
-
-def unsupported(model, y):
-    """Why ``model`` cannot train on targets ``y`` here (a short phrase), or ``None`` when it can.
-
-    Classes are matched exactly: a subclass may override the formulas this module transcribes.
-    """
-    if not blas.AVAILABLE:
-        return "NumPy's OpenBLAS was not found"
-    if model.dtype not in (np.float32, np.float64):
-        return f"dtype {model.dtype} is not compiled"
-    if type(model.loss) not in (losses.SparseCategoricalCrossentropy, losses.CategoricalCrossentropy) or y.ndim != 1:
-        return "only cross-entropy against integer labels is compiled"
-    for i, layer in enumerate(model.layers):
-        act, last = layer.activation, i == len(model.layers) - 1
-        if type(layer) is not Dense:
-            return f"layer type {type(layer).__name__} is not compiled"
-        if last and type(act) not in (activations.Softmax, activations.Linear):
-            return f"output activation {act.name!r} is not compiled"
-        if not last and type(act) not in _ACTIVATIONS:
-            return f"hidden activation {act.name!r} is not compiled"
-    if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam, optimizers.RMSprop):
-        return f"optimizer {type(model.optimizer).__name__} is not compiled"
-    return None
 
 
 class NumbaEngine:
@@ -102,24 +78,16 @@ class NumbaEngine:
         self.weight_grads = tuple(layer.grads["W"] for layer in layers)
         self.flat_params = tuple(p.reshape(-1) for p in model.parameters)
         self.flat_grads = tuple(g.reshape(-1) for g in model.gradients)
-        self.codes = np.array([_ACTIVATIONS.get(type(layer.activation), 0) for layer in layers], dtype=np.int64)
+        self.codes = np.array([ACTIVATIONS.get(type(layer.activation), 0) for layer in layers], dtype=np.int64)
         self.alphas = np.array([getattr(layer.activation, "alpha", 0.0) for layer in layers], dtype=dtype)
-        c = opt.get_config()
-        if opt.name == "sgd":
-            self.rule = _NESTEROV if opt.nesterov else _MOMENTUM if opt.momentum else _SGD
-            h1, h2 = c["momentum"], 0.0
-            velocity = self.flat_grads if self.rule == _SGD else tuple(
-                opt.slots(p)["velocity"].reshape(-1) for p in model.parameters)
-            self.slots = (velocity, velocity)  # the second is not used
-        else:
-            self.rule = _ADAM if opt.name == "adam" else _RMSPROP
-            h1, h2 = (c["beta_1"], c["beta_2"]) if opt.name == "adam" else (c["rho"], 0.0)
-            names = ("m", "v") if opt.name == "adam" else ("velocity", "velocity")
-            self.slots = tuple(tuple(opt.slots(p)[n].reshape(-1) for p in model.parameters) for n in names)
-        self.torch_form = c.get("epsilon_form", "keras") == "torch"
+        rule = OptimizerRule(opt)
+        self.rule, self.torch_form, h1, h2 = rule.rule, rule.torch_form, rule.h1, rule.h2
+        slots = [self.flat_grads if name is None else tuple(opt.slots(p)[name].reshape(-1) for p in model.parameters)
+                 for name in rule.slots]  # a rule that keeps no state is handed the gradients: never written
+        self.slots = (slots[0], slots[1] if rule.slots[1] else slots[0])
         self.hyper = np.zeros(1, dtype=HYPER(dtype))
         for name, value in (("one", 1), ("h1", h1), ("g1", 1 - h1), ("h2", h2), ("g2", 1 - h2),
-                            ("epsilon", c.get("epsilon", 0))):
+                            ("epsilon", rule.epsilon)):
             self.hyper[name] = value
         self.decays = np.array([h1, h2])  # in float64, for Adam's bias corrections 1 − beta^t
         self.per_call = max(1, STEP_ROWS // batch_size)
@@ -139,14 +107,7 @@ class NumbaEngine:
 
     def epoch(self, x, y, order):
         """Train one epoch over ``x[order]``; yields ``(rows, loss, hits)`` per step, as ``engines.Step``."""
-        n, model = len(x), self.model
-        # Compiled code does not check bounds: what NumPy would refuse with an IndexError is refused here.
-        if x.ndim != 2 or x.shape[1] != model.input_dim or len(y) != n:
-            raise ValueError(f"x must have shape (n, {model.input_dim}) and y n entries, got {x.shape} and {len(y)}")
-        if order.ndim != 1 or order.dtype.kind not in "iu" or (order.size and (order.min() < 0 or order.max() >= n)):
-            raise ValueError(f"order must be a 1-D array of row indices in 0..{n - 1}")
-        if n and (y.min() < 0 or y.max() >= model.output_dim):
-            raise ValueError(f"labels must lie in 0..{model.output_dim - 1}, found {y.min()}..{y.max()}")
+        check_epoch(self.model, x, y, order)  # compiled code does not check bounds
         return self._epoch(x, y, order)
 
     def _epoch(self, x, y, order):
@@ -238,18 +199,18 @@ def _update(p, g, s1, s2, rule, torch_form, h):
     ``SGD``, ``Adam`` and ``RMSprop``); ``h`` is the :func:`HYPER` record of this step.
     """
     lr, h1, g1, h2, g2, eps, step, inv_c2 = h.lr, h.h1, h.g1, h.h2, h.g2, h.epsilon, h.step, h.inv_c2
-    if rule == _SGD:
+    if rule == SGD:
         for i in range(p.size):
             p[i] -= lr * g[i]
-    elif rule == _MOMENTUM:
+    elif rule == MOMENTUM:
         for i in range(p.size):
             s1[i] = h1 * s1[i] - lr * g[i]
             p[i] += s1[i]
-    elif rule == _NESTEROV:
+    elif rule == NESTEROV:
         for i in range(p.size):
             s1[i] = h1 * s1[i] - lr * g[i]
             p[i] += h1 * s1[i] - lr * g[i]
-    elif rule == _ADAM:
+    elif rule == ADAM:
         for i in range(p.size):
             s1[i] = g1 * g[i] + h1 * s1[i]
             s2[i] = g2 * (g[i] * g[i]) + h2 * s2[i]
@@ -297,7 +258,7 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
         t = t0 + step - first + 1
         c1, c2 = 1 - decays[0]**t, 1 - decays[1]**t
         h.step = lr * math.sqrt(c2) / c1 if not torch_form else lr / c1  # Adam's step, in the model's dtype
-        h.inv_c2 = 1 / c2 if rule == _ADAM else 0
+        h.inv_c2 = 1 / c2 if rule == ADAM else 0
         for layer in range(depth - 1, -1, -1):  # backward: Dense.backward, then the optimizer
             w, a_in, d = weights[layer], acts[layer], deltas[layer]
             k, m = w.shape
@@ -309,7 +270,7 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
             if layer > 0:
                 _gemm(gemm, False, True, rows, k, m, one, d, m, w, m, zero, deltas[layer - 1], k)
                 _derivative(deltas[layer - 1], a_in, rows, codes[layer - 1], alphas[layer - 1], one, zero)
-            if rule == _SGD:  # W −= lr xᵀδ as one GEMM: dW is never written
+            if rule == SGD:  # W −= lr xᵀδ as one GEMM: dW is never written
                 _gemm(gemm, True, False, k, m, rows, -lr, a_in, k, d, m, one, w, m)
             else:
                 _gemm(gemm, True, False, k, m, rows, one, a_in, k, d, m, zero, weight_grads[layer], m)

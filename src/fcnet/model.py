@@ -291,19 +291,28 @@ class Sequential:
                    validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks,
                    initial_epoch=initial_epoch, engine=engine, class_weight=class_weight)
 
-    def _batches(self, x, batch_size):
+    def _outputs(self, x, batch_size, engine):
+        """``(start, loss input, output)`` per batch of checked inputs: on the CPU, or on the GPU (``"cuda"``)."""
+        if engine == "cuda":
+            from .cuda import forward_batches
+
+            yield from forward_batches(self, x, batch_size)
+            return
+        if engine != "numpy":
+            raise ValueError(f"engine must be 'numpy' or 'cuda', got {engine!r}")
         for start in range(0, len(x), batch_size):
-            yield start, self.to_float(x[start:start + batch_size])
+            yield start, *self.forward(self.to_float(x[start:start + batch_size]), training=False)
 
     def __call__(self, x):
         """``model(x)``: the output for a batch, as :meth:`predict`."""
         return self.predict(x)
 
-    def evaluate(self, x, y, batch_size=_PREDICT_BATCH, verbose=0, return_dict=False):
+    def evaluate(self, x, y, batch_size=_PREDICT_BATCH, verbose=0, return_dict=False, engine="numpy"):
         """Mean loss and accuracy (``nan`` for regression targets) over ``(x, y)``.
 
         Returns an :class:`Evaluation` named tuple, or ``{"loss": ..., "accuracy": ...}`` with ``return_dict``
-        (Keras' form). ``verbose`` ≥ 1 also prints them in one line.
+        (Keras' form). ``verbose`` ≥ 1 also prints them in one line. ``engine="cuda"`` runs the forward
+        passes on the GPU (:mod:`fcnet.cuda`).
         """
         self.require_compiled()
         x = self.check_inputs(x)
@@ -311,9 +320,8 @@ class Sequential:
         if len(x) == 0:
             raise ValueError("cannot evaluate on an empty set")
         total, correct = 0.0, 0
-        for start, xb in self._batches(x, batch_size):
+        for start, loss_input, out in self._outputs(x, batch_size, engine):
             yb = y[start:start + batch_size]
-            loss_input, out = self.forward(xb, training=False)
             total += float(self.loss.per_example(loss_input, yb).sum())
             correct += count_correct(out, yb)
         result = Evaluation(total / len(x), correct / len(x) if self.is_classification(y) else math.nan)
@@ -321,10 +329,11 @@ class Sequential:
             print(f"evaluate: loss {result.loss:.4f}  accuracy {result.accuracy:.4f}  ({len(x)} examples)")
         return result._asdict() if return_dict else result
 
-    def predict(self, x, batch_size=_PREDICT_BATCH, verbose=0):
+    def predict(self, x, batch_size=_PREDICT_BATCH, verbose=0, engine="numpy"):
         """The network's output for ``x``: class probabilities for a softmax output, logits for a linear one.
 
-        ``verbose`` is accepted for Keras' signature; predicting prints nothing.
+        ``verbose`` is accepted for Keras' signature; predicting prints nothing. ``engine="cuda"`` runs the
+        forward passes on the GPU (:mod:`fcnet.cuda`).
 
         Returns
         -------
@@ -332,8 +341,8 @@ class Sequential:
         """
         x = self.check_inputs(x)
         out = np.empty((len(x), self.output_dim), dtype=self.dtype)
-        for start, xb in self._batches(x, batch_size):
-            out[start:start + len(xb)] = self.forward(xb, training=False)[1]
+        for start, _, batch in self._outputs(x, batch_size, engine):
+            out[start:start + len(batch)] = batch
         return out
 
     def predict_proba(self, x, batch_size=_PREDICT_BATCH):

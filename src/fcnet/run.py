@@ -175,6 +175,11 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
         raise ValueError("resume needs the run folder (out) that holds the checkpoint")
     if out is not None and out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file, not a run folder")
+    if config.engine == "cuda":  # before the data is read or fetched: no GPU, no point
+        from . import cuda
+
+        if cuda.unavailable():
+            raise ValueError(f"engine 'cuda' cannot train here: {cuda.unavailable()}")
     if out is not None:  # a write killed mid-way leaves its temporary file behind (files.atomic_write)
         for stale in out.glob(".tmp-*"):
             stale.unlink()

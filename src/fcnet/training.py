@@ -51,9 +51,9 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     callbacks : list of Callback
     initial_epoch : int
         Epoch to start from (resuming a run): trains epochs ``initial_epoch .. epochs - 1``.
-    engine : {"auto", "numpy", "numba"}
+    engine : {"auto", "numpy", "numba", "cuda"}
         Who runs the steps (:func:`fcnet.engines.choose_engine`), chosen once for the whole fit;
-        ``history.engine`` records the choice.
+        ``history.engine`` records the choice. With ``"cuda"`` the validation data is evaluated on the GPU too.
     class_weight : dict, optional
         ``{class: weight}``: each example's loss (and gradient) is multiplied by its class's weight, as in
         Keras (classes not named weigh 1). Integer labels only; trains on the NumPy engine.
@@ -88,7 +88,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         raise ValueError("no training data")
     batch_size = min(batch_size, len(x))  # as Keras: a batch larger than the data is the whole data
     steps = math.ceil(len(x) / batch_size)
-    runner = make_engine(model, y, batch_size, x.dtype, engine, _class_weights(class_weight, y, model.output_dim))
+    runner = make_engine(model, x, y, batch_size, engine, _class_weights(class_weight, y, model.output_dim))
 
     history = History()
     history.engine = runner.name
@@ -105,7 +105,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
         logs = train_epoch(runner, x, y, order, epoch, callbacks)
         if validation_data is not None:
-            val = model.evaluate(*validation_data)
+            val = model.evaluate(*validation_data, engine="cuda" if runner.name == "cuda" else "numpy")
             logs["val_loss"] = val.loss
             if model.metrics:
                 logs["val_accuracy"] = val.accuracy

@@ -1,0 +1,85 @@
+"""What the compiled engines cover, and the codes they share: :mod:`fcnet.jit` (Numba, CPU) and
+:mod:`fcnet.cuda` (CuPy, GPU) transcribe the same formulas and accept the same models.
+
+Covered: Dense layers with linear, ReLU, leaky ReLU, sigmoid or tanh hidden activations, a softmax (or
+logits) output with cross-entropy against integer labels, SGD (plain, momentum, Nesterov), Adam and
+RMSprop in both epsilon forms, float32 or float64.
+"""
+
+import numpy as np
+
+from . import activations, losses, optimizers
+from .layers import Dense
+
+__all__ = ["ACTIVATIONS", "SGD", "MOMENTUM", "NESTEROV", "ADAM", "RMSPROP", "STEP_ROWS", "unsupported",
+           "OptimizerRule", "check_epoch"]
+
+ACTIVATIONS = {activations.Linear: 0, activations.ReLU: 1, activations.LeakyReLU: 2, activations.Sigmoid: 3,
+               activations.Tanh: 4}
+SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP = range(5)
+STEP_ROWS = 8192  # rows per compiled call: progress callbacks run between calls, the learning rate is read per call
+
+
+def unsupported(model, y):
+    """Why ``model`` cannot train on targets ``y`` in a compiled engine (a short phrase), or ``None``.
+
+    Classes are matched exactly: a subclass may override the formulas the engines transcribe.
+    """
+    if model.dtype not in (np.float32, np.float64):
+        return f"dtype {model.dtype} is not compiled"
+    if type(model.loss) not in (losses.SparseCategoricalCrossentropy, losses.CategoricalCrossentropy) or y.ndim != 1:
+        return "only cross-entropy against integer labels is compiled"
+    for i, layer in enumerate(model.layers):
+        act, last = layer.activation, i == len(model.layers) - 1
+        if type(layer) is not Dense:
+            return f"layer type {type(layer).__name__} is not compiled"
+        if last and type(act) not in (activations.Softmax, activations.Linear):
+            return f"output activation {act.name!r} is not compiled"
+        if not last and type(act) not in ACTIVATIONS:
+            return f"hidden activation {act.name!r} is not compiled"
+    if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam, optimizers.RMSprop):
+        return f"optimizer {type(model.optimizer).__name__} is not compiled"
+    return None
+
+
+class OptimizerRule:
+    """An optimizer as the compiled updates see it.
+
+    ``rule`` (one of the codes above); ``h1, h2`` = momentum (SGD), ``beta_1, beta_2`` (Adam) or ``rho``
+    (RMSprop); ``epsilon``; ``torch_form`` (PyTorch's placement of epsilon); ``slots``: the names of the
+    two state arrays each parameter's update reads (``None`` where the rule keeps none).
+    """
+
+    def __init__(self, optimizer):
+        c = optimizer.get_config()
+        if optimizer.name == "sgd":
+            self.rule = NESTEROV if optimizer.nesterov else MOMENTUM if optimizer.momentum else SGD
+            self.h1, self.h2 = c["momentum"], 0.0
+            self.slots = (None, None) if self.rule == SGD else ("velocity", None)
+        else:
+            self.rule = ADAM if optimizer.name == "adam" else RMSPROP
+            self.h1, self.h2 = (c["beta_1"], c["beta_2"]) if optimizer.name == "adam" else (c["rho"], 0.0)
+            self.slots = ("m", "v") if optimizer.name == "adam" else ("velocity", None)
+        self.epsilon = c.get("epsilon", 0.0)
+        self.torch_form = c.get("epsilon_form", "keras") == "torch"
+
+    def step_sizes(self, lr, t):
+        """Adam's bias-corrected step size and ``1 / (1 − beta_2^t)`` for iteration numbers ``t`` (1-based).
+
+        In float64, as ``fcnet.optimizers.Adam`` computes them (and ``fcnet.jit._steps`` per step).
+        """
+        t = np.asarray(t, dtype=np.float64)
+        c1, c2 = 1 - self.h1**t, 1 - self.h2**t
+        step = lr / c1 if self.torch_form else lr * np.sqrt(c2) / c1
+        return step, (1 / c2 if self.rule == ADAM else np.zeros_like(t))
+
+
+def check_epoch(model, x, y, order):
+    """Refuse, as NumPy's indexing would, what compiled code does not bound-check: shapes, order, labels."""
+    n = len(x)
+    if x.ndim != 2 or x.shape[1] != model.input_dim or len(y) != n:
+        raise ValueError(f"x must have shape (n, {model.input_dim}) and y n entries, got {x.shape} and {len(y)}")
+    if order.ndim != 1 or order.dtype.kind not in "iu" or (order.size and (order.min() < 0 or order.max() >= n)):
+        raise ValueError(f"order must be a 1-D array of row indices in 0..{n - 1}")
+    if n and (y.min() < 0 or y.max() >= model.output_dim):
+        raise ValueError(f"labels must lie in 0..{model.output_dim - 1}, found {y.min()}..{y.max()}")
