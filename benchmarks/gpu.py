@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX shares the GPU with CuPy and PyTorch
 
@@ -47,10 +48,10 @@ def synchronize():
 
 
 class Fcnet:
-    name = "fcnet cuda"
-
-    def __init__(self, model, x, y, batch):
+    def __init__(self, model, x, y, batch, tf32=False):
         self.model, self.x, self.y = model, x, y
+        self.name = "fcnet cuda tf32" if tf32 else "fcnet cuda"
+        os.environ["CUPY_TF32"] = "1" if tf32 else "0"  # read when the engine's cuBLAS handle is made
         self.engine = make_engine(model, x, y, batch, "cuda")
 
     def epoch(self, order):
@@ -111,13 +112,15 @@ class Torch:
 
 
 class Jax:
-    name = "jax scan"
+    """``tf32``: JAX's default precision for float32 matrix products on the GPU; else ``Precision.HIGHEST``."""
 
-    def __init__(self, model, x, y, batch):
+    def __init__(self, model, x, y, batch, tf32):
         import jax
         import jax.numpy as jnp
 
         self.jax, self.jnp, self.batch = jax, jnp, batch
+        self.name = "jax scan tf32" if tf32 else "jax scan fp32"
+        precision = None if tf32 else jax.lax.Precision.HIGHEST
         self.x, self.y = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
         self.params = [jnp.asarray(p) for p in model.parameters]
         lr = model.optimizer.learning_rate
@@ -125,8 +128,8 @@ class Jax:
         def loss_fn(params, idx):
             h = self.x[idx].astype(jnp.float32) / 255
             for w, b in zip(params[:-2:2], params[1:-2:2]):
-                h = jax.nn.relu(h @ w + b)
-            logits = h @ params[-2] + params[-1]
+                h = jax.nn.relu(jnp.matmul(h, w, precision=precision) + b)
+            logits = jnp.matmul(h, params[-2], precision=precision) + params[-1]
             return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), self.y[idx][:, None], axis=1))
 
         def step(params, idx):
@@ -159,6 +162,7 @@ def race(contenders, n, rounds, seed=0):
 
 
 def summarize(times, base="fcnet cuda"):
+    """Per contender: median and min seconds per epoch, and the median per-round ratio to ``base``."""
     rows = {}
     for name, t in times.items():
         ratios = [a / b for a, b in zip(t, times[base])]
@@ -166,20 +170,29 @@ def summarize(times, base="fcnet cuda"):
     return rows
 
 
-def device_busy(run):
-    """The fraction of ``run``'s wall time the GPU spent in kernels and copies, through PyTorch's profiler (CUPTI)."""
+def device_busy(run, steps, table_path=None):
+    """Through PyTorch's profiler (CUPTI): the fraction of ``run``'s wall time the GPU spent in kernels, and
+    the kernels launched per step; the profiler's table of kernels goes to ``table_path``."""
     try:
         from torch.profiler import ProfilerActivity, profile
 
         synchronize()
-        start = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CUDA], acc_events=True) as prof:
+            start = time.perf_counter()  # inside: the profiler's own start and its processing at exit stay out
             run()
             synchronize()
-        wall = time.perf_counter() - start
-        busy = sum(getattr(e, "self_device_time_total", 0) or getattr(e, "self_cuda_time_total", 0)
-                   for e in prof.key_averages())
-        return busy / 1e6 / wall
+            wall = time.perf_counter() - start
+        averages = prof.key_averages()
+        device = [e for e in averages if (getattr(e, "self_device_time_total", 0) or 0) > 0]
+        busy = sum(e.self_device_time_total for e in device) / 1e6
+        kernels = sum(e.count for e in device if not e.key.startswith("Memcpy") and not e.key.startswith("Memset"))
+        if table_path:
+            try:
+                text = averages.table(sort_by="self_device_time_total", row_limit=30)
+            except Exception:  # an older profiler's name for the column
+                text = averages.table(sort_by="self_cuda_time_total", row_limit=30)
+            Path(table_path).write_text(text)
+        return f"{busy / wall:.2f} of the wall time in {kernels / steps:.1f} kernels per step"
     except Exception as exc:  # a profiler that cannot attach: say so in the table instead
         return f"n/a ({type(exc).__name__}: {exc})"
 
@@ -204,14 +217,16 @@ def main():
 
     for batch in map(int, args.batch_sizes.split(",")):
         contenders = [Fcnet(seed_model(), x, y, batch), Torch(seed_model(), x, y, batch, False, args.eager_steps),
-                      Torch(seed_model(), x, y, batch, True, args.eager_steps)]
+                      Torch(seed_model(), x, y, batch, True, args.eager_steps), Fcnet(seed_model(), x, y, batch, True)]
         try:
-            contenders.append(Jax(seed_model(), x, y, batch))
+            contenders += [Jax(seed_model(), x, y, batch, tf32) for tf32 in (False, True)]
         except ImportError:
             pass
         rows = summarize(race(contenders, len(x), args.rounds))
         order = np.random.default_rng(9).permutation(len(x))
-        rows["fcnet cuda"]["device_busy"] = device_busy(lambda c=contenders[0], o=order: c.epoch(o))
+        table = args.out and Path(args.out).with_name(f"profile_{batch}.txt")
+        rows["fcnet cuda"]["device_busy"] = device_busy(lambda c=contenders[0], o=order: c.epoch(o),
+                                                        -(-len(x) // batch), table)
         rows["fcnet cuda"]["graphs"] = contenders[0].engine.graphs
         report["seed"][batch] = rows
         for name, row in rows.items():
@@ -219,11 +234,9 @@ def main():
                   + (f"  busy {row['device_busy']}, graphs {row['graphs']}" if "graphs" in row else ""), flush=True)
 
     for tf32 in (False, True):
-        os.environ["CUPY_TF32"] = "1" if tf32 else "0"
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        model = seed_model(CIRESAN)
-        contenders = [Fcnet(model, x, y, 128), Torch(seed_model(CIRESAN), x, y, 128, True, 0)]
-        rows = summarize(race(contenders, len(x), args.rounds))
+        contenders = [Fcnet(seed_model(CIRESAN), x, y, 128, tf32), Torch(seed_model(CIRESAN), x, y, 128, True, 0)]
+        rows = summarize(race(contenders, len(x), args.rounds), contenders[0].name)
         report["ciresan"]["tf32" if tf32 else "float32"] = rows
         for name, row in rows.items():
             print(f"ciresan {'tf32' if tf32 else 'fp32'}  {name:12s} {row['median_s']:.4f} s/epoch  "

@@ -8,7 +8,8 @@ and a pass over memory per layer. ``backward(da, a)`` returns
 ``dz = da ⊙ f'(z)`` (for softmax the Jacobian-vector product) and may
 overwrite ``da``, which the layer owns. See ``docs/backprop.md``. The compiled
 engine's copies of these formulas are ``fcnet.jit._activate`` (forward, for
-linear, ReLU, leaky ReLU, sigmoid, tanh) and ``fcnet.jit._derivative`` (backward).
+linear, ReLU, leaky ReLU, sigmoid, tanh) and ``fcnet.jit._derivative`` (backward);
+the GPU engine's are the kernels ``activate`` and ``derivative`` in ``fcnet.cuda``.
 """
 
 import numpy as np

@@ -4,11 +4,12 @@ The same steps as :mod:`fcnet.jit` (and the NumPy reference it transcribes), wit
 (:mod:`fcnet.coverage`): the training set lives on the GPU as it was given (``uint8`` images stay
 ``uint8``) and each batch is gathered and scaled there; the matrix products are cuBLAS GEMMs on a
 handle of the engine's own (TF32 only where CuPy's own switch ``CUPY_TF32=1`` asks for it); the
-element-wise work is five fused kernels written out below — bias + activation, the softmax
-cross-entropy with its gradient and the batch loss, the activation derivative, and one optimizer update
-per layer that also sums the bias gradient. A chunk of up to :data:`fcnet.coverage.STEP_ROWS` rows
-of steps is captured once in a CUDA graph and replayed, and the next chunk is queued before the last
-one's losses are read, so the CPU does not pace the GPU.
+element-wise work is five fused kernels written out below — the batch gather, bias + activation, the
+softmax cross-entropy with its gradient and the batch loss, the activation derivative, and one optimizer
+update of all the parameters that also sums the bias gradients. A layer's weight gradient is computed on
+a side stream while the main one carries the error down to the layer below. A chunk of up to
+:data:`fcnet.coverage.STEP_ROWS` rows of steps is captured once in a CUDA graph and replayed, and the
+next chunk is queued before the last one's losses are read, so the CPU does not pace the GPU.
 
 The engine contract of :mod:`fcnet.engines` holds: the softmax kernel raises a flag on the GPU when a
 step's loss is not finite, and every update kernel of that step and after it reads the flag and
@@ -73,32 +74,57 @@ __global__ void bias_act(T* __restrict__ z, const T* __restrict__ b, int rows, i
         }
 }
 
-// d <- d * f'(z), from the layer's output a (fcnet.activations backward; fcnet.jit._derivative).
+// The column sums of d[:rows] into db (Dense.backward's db = sum over the batch), in a fixed order: the
+// threads of row group ty sum rows ty, ty + groups, ..., then one thread per column adds the groups' sums.
+// Called by a whole block after d is written; part holds blockDim.x * blockDim.y values.
 template<typename T>
-__global__ void derivative(T* __restrict__ d, const T* __restrict__ a, long long size, int code, T alpha) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
-         i += (long long)blockDim.x * gridDim.x) {
-        T v = a[i];
-        switch (code) {
-        case 1: d[i] = v > T(0) ? d[i] : T(0); break;
-        case 2: d[i] = v > T(0) ? d[i] : alpha * d[i]; break;
-        case 3: d[i] *= v * (T(1) - v); break;
-        case 4: d[i] *= T(1) - v * v; break;
-        default: break;
-        }
+__device__ void column_sums(const T* d, int rows, int cols, int j, int ty, int groups, T* part, T* db) {
+    T acc = T(0);
+    if (j < cols)
+        for (int r = ty; r < rows; r += groups) acc += d[(long long)r * cols + j];
+    part[ty * blockDim.x + threadIdx.x] = acc;
+    __syncthreads();
+    if (ty == 0 && j < cols) {
+        T sum = T(0);
+        for (int g = 0; g < groups; ++g) sum += part[g * blockDim.x + threadIdx.x];
+        db[j] = sum;
     }
+}
+
+// d <- d * f'(z), from the layer's output a (fcnet.activations backward; fcnet.jit._derivative), and the
+// bias gradient of the layer below, db = column sums of the new d. Blocks of 32 columns x 8 row groups.
+template<typename T>
+__global__ void derivative(T* __restrict__ d, const T* __restrict__ a, int rows, int cols, int code, T alpha,
+                           T* __restrict__ db) {
+    __shared__ T part[256];
+    const int j = blockIdx.x * blockDim.x + threadIdx.x, ty = threadIdx.y;
+    if (j < cols)
+        for (int r = ty; r < rows; r += blockDim.y) {
+            const long long i = (long long)r * cols + j;
+            const T v = a[i];
+            switch (code) {
+            case 1: d[i] = v > T(0) ? d[i] : T(0); break;
+            case 2: d[i] = v > T(0) ? d[i] : alpha * d[i]; break;
+            case 3: d[i] *= v * (T(1) - v); break;
+            case 4: d[i] *= T(1) - v * v; break;
+            default: break;
+            }
+        }
+    __syncthreads();
+    column_sums(d, rows, cols, j, ty, (int)blockDim.y, part, db);
 }
 
 // The cross-entropy of the logits z + b against labels y[order[r]] (losses.*Crossentropy.value_and_grad,
 // fcnet.jit._crossentropy): delta = (softmax - onehot) / rows, the mean loss and the hits of the batch
-// into loss[0] and hits[0]; a loss that is not finite raises *flag. One block; sums in double, in a
-// fixed order, so the result does not depend on scheduling.
+// into loss[0] and hits[0]; a loss that is not finite raises *flag; the column sums of delta (the bias
+// gradient) into db. One block; every sum in a fixed order, so the result does not depend on scheduling.
 template<typename T>
 __global__ void softmax_ce(const T* __restrict__ z, const T* __restrict__ b, T* __restrict__ delta,
                            const int* __restrict__ y, const long long* __restrict__ order, int rows, int cols,
-                           double* loss, int* hits, int* flag) {
+                           double* loss, int* hits, int* flag, T* __restrict__ db) {
     __shared__ double s_loss[256];
     __shared__ int s_hits[256];
+    __shared__ T part[256];
     double total = 0.0;
     int hit = 0;
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
@@ -138,27 +164,48 @@ __global__ void softmax_ce(const T* __restrict__ z, const T* __restrict__ b, T* 
         *hits = s_hits[0];
         if (!isfinite(mean)) *flag = 1;
     }
+    // The output layer's bias gradient: the block as groups of cols threads (one group when cols > 256).
+    const int per = cols < (int)blockDim.x ? cols : (int)blockDim.x;
+    const int groups = blockDim.x / per;
+    for (int first = 0; first < cols; first += per) {
+        const int ty = threadIdx.x / per, j = first + threadIdx.x % per;
+        const bool in = ty < groups;
+        T acc = T(0);
+        if (in && j < cols)
+            for (int r = ty; r < rows; r += groups) acc += delta[(long long)r * cols + j];
+        if (in) part[ty * per + threadIdx.x % per] = acc;
+        __syncthreads();
+        if (ty == 0 && j < cols) {
+            T sum = T(0);
+            for (int g = 0; g < groups; ++g) sum += part[g * per + threadIdx.x];
+            db[j] = sum;
+        }
+        __syncthreads();
+    }
 }
 
-// One optimizer step on a layer (fcnet.optimizers SGD/Adam/RMSprop._update; fcnet.jit._update): the weights
-// W from dW, and the bias b from the column sums of delta (Dense.backward's db, summed here). hyper holds
-// this step's lr, Adam's step size and 1 / (1 - beta_2^t). Nothing changes once *flag is raised.
+// One optimizer step on every parameter (fcnet.optimizers SGD/Adam/RMSprop._update; fcnet.jit._update): each
+// layer's weights W from dW and its bias b from db.
+// table holds per layer the addresses W, dW, b, db, W's two slots, b's two slots, then k, m and the
+// layer's first index among all parameters; hyper holds this step's lr, Adam's step size and
+// 1 / (1 - beta_2^t). Nothing changes once *flag is raised.
 template<typename T>
-__global__ void update(T* __restrict__ W, const T* __restrict__ dW, T* __restrict__ b, const T* __restrict__ delta,
-                       int rows, int k, int m, T* sW1, T* sW2, T* sb1, T* sb2, int rule, int torch_form,
-                       const T* __restrict__ hyper, T h1, T g1, T h2, T g2, T eps, const int* flag) {
+__global__ void update(const long long* __restrict__ table, int layers, long long total, int rule,
+                       int torch_form, const T* __restrict__ hyper, T h1, T g1, T h2, T g2, T eps, const int* flag) {
     if (*flag) return;
     const T lr = hyper[0], step = hyper[1], inv_c2 = hyper[2];
-    const long long nW = (long long)k * m;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < nW + m;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
+        int l = 0;
+        while (l + 1 < layers && i >= table[(l + 1) * 11 + 10]) ++l;
+        const long long* row = table + l * 11;
+        const long long k = row[8], m = row[9], nW = k * m, at = i - row[10];
         T *p, *s1, *s2, g;
-        if (i < nW) {
-            p = W + i; s1 = sW1 + i; s2 = sW2 + i; g = dW[i];
+        if (at < nW) {
+            p = (T*)row[0] + at; s1 = (T*)row[4] + at; s2 = (T*)row[5] + at; g = ((const T*)row[1])[at];
         } else {
-            long long j = i - nW;
-            p = b + j; s1 = sb1 + j; s2 = sb2 + j; g = T(0);
-            for (int r = 0; r < rows; ++r) g += delta[(long long)r * m + j];
+            const long long j = at - nW;
+            p = (T*)row[2] + j; s1 = (T*)row[6] + j; s2 = (T*)row[7] + j; g = ((const T*)row[3])[j];
         }
         if (rule == 0) {
             *p -= lr * g;
@@ -327,8 +374,11 @@ class CudaEngine:
         cp = self.cp = _cupy()
         self.model, self.batch_size, self.graphs = model, batch_size, graphs
         dtype, layers = model.dtype, model.layers
-        self.stream = cp.cuda.Stream(non_blocking=True)
-        self.gemm = _Gemm(dtype, self.stream)
+        # The weight gradient of a layer above the first is computed on a side stream, while the main one goes
+        # on down the network (in a graph: a parallel branch); both meet before the update.
+        self.stream, self.side = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+        self.gemm, self.side_gemm = _Gemm(dtype, self.stream), _Gemm(dtype, self.side)
+        self.fork, self.join = cp.cuda.Event(disable_timing=True), cp.cuda.Event(disable_timing=True)
         self.rule = OptimizerRule(model.optimizer)
         self.codes = [ACTIVATIONS.get(type(layer.activation), 0) for layer in layers]
         self.alphas = [dtype.type(getattr(layer.activation, "alpha", 0.0)) for layer in layers]
@@ -340,15 +390,30 @@ class CudaEngine:
             self.deltas = [cp.empty((batch_size, w), dtype) for w in widths[1:]]
             self.params = [cp.zeros(p.shape, dtype) for p in model.parameters]  # W1, b1, W2, b2, ...
             self.weight_grads = [cp.empty(layer.params["W"].shape, dtype) for layer in layers]
+            self.bias_grads = [cp.empty(layer.params["b"].shape, dtype) for layer in layers]
             self.slots = [None if name is None else [cp.zeros(p.shape, dtype) for p in model.parameters]
                           for name in self.rule.slots]
             self.flag = cp.zeros(1, np.int32)
+            self.table = cp.asarray(self._layer_table(), dtype=np.int64)
             self.order_stage = cp.zeros(self.per_call * batch_size, np.int64)  # row 0 until an epoch fills it
             self.hyper_stage = cp.empty((self.per_call, 3), dtype)
             self.loss_stage = cp.empty(self.per_call, np.float64)
             self.hits_stage = cp.empty(self.per_call, np.int32)
         self._source = None
         self._load(x, y)
+
+    def _layer_table(self):
+        """Per layer: the addresses the update kernel reads and writes, ``k``, ``m`` and its first index."""
+        rows, first = [], 0
+        slots = [pair if pair is not None else self.params for pair in self.slots]  # unused by rules without state
+        for layer, (k, m) in enumerate(p.shape for p in self.params[::2]):
+            w, b = 2 * layer, 2 * layer + 1
+            rows.append([self.params[w].data.ptr, self.weight_grads[layer].data.ptr, self.params[b].data.ptr,
+                         self.bias_grads[layer].data.ptr, slots[0][w].data.ptr, slots[1][w].data.ptr,
+                         slots[0][b].data.ptr, slots[1][b].data.ptr, k, m, first])
+            first += k * m + m
+        self.total = first
+        return rows
 
     # -- data and graphs ---------------------------------------------------------------------------------
 
@@ -414,24 +479,30 @@ class CudaEngine:
                                                                i32(m), i32(self.codes[layer]), self.alphas[layer]))
         out = acts[depth].shape[1]
         kern["softmax_ce"]((1,), (_BLOCK,), (acts[depth], params[-1], deltas[-1], self.y, order, i32(rows), i32(out),
-                                             self.loss_stage[i:], self.hits_stage[i:], self.flag))
-        rule, dtype = self.rule, self.model.dtype.type
-        for layer in range(depth - 1, -1, -1):  # backward: Dense.backward, then the optimizer
-            w, b = params[2 * layer], params[2 * layer + 1]
+                                             self.loss_stage[i:], self.hits_stage[i:], self.flag,
+                                             self.bias_grads[-1]))
+        for layer in range(depth - 1, -1, -1):  # backward: Dense.backward
+            w = params[2 * layer]
             k, m = w.shape
-            if layer > 0:
+            side = layer > 0
+            if side:  # dW of this layer on the side stream, dx on the main one
+                self.fork.record(self.stream)
+                self.side.wait_event(self.fork)
+                self.side_gemm(True, False, k, m, rows, acts[layer], deltas[layer], self.weight_grads[layer])
                 gemm(False, True, rows, k, m, deltas[layer], w, deltas[layer - 1])
-                kern["derivative"]((_blocks(rows * k),), (_BLOCK,), (deltas[layer - 1], acts[layer],
-                                   np.int64(rows * k), i32(self.codes[layer - 1]), self.alphas[layer - 1]))
-            gemm(True, False, k, m, rows, acts[layer], deltas[layer], self.weight_grads[layer])
-            if not update:
-                continue
-            s1, s2 = (pair if pair is not None else params for pair in self.slots)  # unused by rules without state
-            kern["update"]((_blocks(k * m + m),), (_BLOCK,), (
-                w, self.weight_grads[layer], b, deltas[layer], i32(rows), i32(k), i32(m), s1[2 * layer],
-                s2[2 * layer], s1[2 * layer + 1], s2[2 * layer + 1], i32(rule.rule), i32(rule.torch_form),
-                self.hyper_stage[i:], dtype(rule.h1), dtype(1 - rule.h1), dtype(rule.h2), dtype(1 - rule.h2),
-                dtype(rule.epsilon), self.flag))
+                kern["derivative"]((math.ceil(k / 32),), (32, 8), (deltas[layer - 1], acts[layer], i32(rows), i32(k),
+                                   i32(self.codes[layer - 1]), self.alphas[layer - 1], self.bias_grads[layer - 1]))
+            else:
+                gemm(True, False, k, m, rows, acts[layer], deltas[layer], self.weight_grads[layer])
+        if depth > 1:
+            self.join.record(self.side)
+            self.stream.wait_event(self.join)
+        if update:  # the optimizer, on every parameter at once
+            rule, t = self.rule, self.model.dtype.type
+            kern["update"]((_blocks(self.total),), (_BLOCK,), (
+                self.table, i32(depth), np.int64(self.total), i32(rule.rule), i32(rule.torch_form),
+                self.hyper_stage[i:], t(rule.h1), t(1 - rule.h1), t(rule.h2), t(1 - rule.h2), t(rule.epsilon),
+                self.flag))
 
     def _launch(self, first, k, rows):
         """Queue steps ``first .. first + k - 1`` and the copy of their losses; returns an event for them."""
@@ -538,8 +609,8 @@ class CudaEngine:
         with stream:
             self._enqueue_step(0, n, update=False)
             grads = []
-            for w_grad, delta in zip(self.weight_grads, self.deltas):
-                grads += [w_grad.get(), delta[:n].sum(axis=0).get()]
+            for w_grad, b_grad in zip(self.weight_grads, self.bias_grads):
+                grads += [w_grad.get(), b_grad.get()]
             loss = float(self.loss_stage[0].get())
         return loss, grads
 

@@ -6,8 +6,9 @@ one optimizer can serve any list of arrays, as in Keras' ``apply_gradients``.
 Updates are in place, written as BLAS AXPY/AXPBY (``y ← αx + βy`` in one
 pass, no temporaries) and in-place ufuncs. Each rule's compiled twin is
 ``fcnet.jit._update`` (plain SGD's weight update is the β = 1 GEMM in
-``fcnet.jit._steps``). Defaults are Keras'; the update rules and how they map
-to ``torch.optim`` are in ``docs/backprop.md``.
+``fcnet.jit._steps``), and on the GPU the kernel ``update`` in ``fcnet.cuda``.
+Defaults are Keras'; the update rules and how they map to ``torch.optim`` are
+in ``docs/backprop.md``.
 """
 
 import numpy as np
@@ -117,8 +118,8 @@ class SGD(Optimizer):
         self.slot_names = ("velocity",) if self.momentum else ()
 
     def _update(self, param, grad, state):
-        # Compiled twin: fcnet.jit._update, rules _SGD, _MOMENTUM, _NESTEROV; plain SGD on a weight matrix
-        # is the β = 1 GEMM in fcnet.jit._steps.
+        # Compiled twins: fcnet.jit._update, rules SGD, MOMENTUM, NESTEROV (plain SGD on a weight matrix
+        # is the β = 1 GEMM in fcnet.jit._steps); rules 0-2 of the kernel update in fcnet.cuda.
         if not self.momentum:
             axpy(param, grad, -self.learning_rate)
             return
@@ -158,7 +159,7 @@ class Adam(Optimizer):
         self.epsilon_form = _epsilon_form(epsilon_form)
 
     def _update(self, param, grad, state):
-        # Compiled twin: fcnet.jit._update, rule _ADAM.
+        # Compiled twins: fcnet.jit._update, rule ADAM; rule 3 of the kernel update in fcnet.cuda.
         m, v, t, tmp = state["m"], state["v"], self.iterations, self._scratch(param)
         axpby(m, grad, 1 - self.beta_1, self.beta_1)
         axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.beta_2, self.beta_2)
@@ -196,7 +197,7 @@ class RMSprop(Optimizer):
         self.epsilon_form = _epsilon_form(epsilon_form)
 
     def _update(self, param, grad, state):
-        # Compiled twin: fcnet.jit._update, rule _RMSPROP.
+        # Compiled twins: fcnet.jit._update, rule RMSPROP; rule 4 of the kernel update in fcnet.cuda.
         v, tmp = state["velocity"], self._scratch(param)
         axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.rho, self.rho)
         if self.epsilon_form == "keras":
