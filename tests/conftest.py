@@ -1,5 +1,6 @@
 import http.server
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -33,7 +34,8 @@ class Mirror:
     """A loopback HTTP server.
 
     ``routes`` maps a path to the bytes to serve, to ``("truncate", bytes)`` (half the body, then hang up),
-    or to ``"html"``, ``"drop"`` (hang up without an answer) or ``"404"``.
+    ``("trickle", bytes)`` (one byte every 50 ms), ``("huge", bytes)`` (a Content-Length of 1 TB, then the
+    bytes), or to ``"html"``, ``"drop"`` (hang up without an answer) or ``"404"``.
     """
 
     def __init__(self):
@@ -52,13 +54,17 @@ class Mirror:
                     return
                 if body == "html":
                     body = b"<html><body>Access denied</body></html>"
-                truncate = isinstance(body, tuple)
-                if truncate:
-                    body = body[1]
+                mode, body = body if isinstance(body, tuple) else ("whole", body)
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(10**12 if mode == "huge" else len(body)))
                 self.end_headers()
-                self.wfile.write(body[: len(body) // 2] if truncate else body)
+                if mode == "trickle":
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                    return
+                self.wfile.write(body[: len(body) // 2] if mode == "truncate" else body)
 
             def log_message(self, *args):
                 pass

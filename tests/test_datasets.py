@@ -53,6 +53,25 @@ def test_truncated_body_and_404_move_on_and_leave_nothing(tmp_path, monkeypatch,
     assert f"/cut/{FILES[0]}.gz" in mirror.hits
 
 
+def test_a_trickling_or_oversized_mirror_is_abandoned_and_leaves_nothing(tmp_path, monkeypatch, mirror):
+    _, blobs, md5 = _generated_gz(tmp_path)
+    for stem, blob in blobs.items():
+        mirror.routes[f"/slow/{stem}.gz"] = ("trickle", blob)
+        mirror.routes[f"/huge/{stem}.gz"] = ("huge", blob)
+        mirror.routes[f"/ok/{stem}.gz"] = blob
+    monkeypatch.setattr(datasets, "DOWNLOAD_DEADLINE", 0.3)
+    _patch(monkeypatch, "kmnist", mirrors=(mirror.url + "/slow/", mirror.url + "/huge/", mirror.url + "/ok/"),
+           md5=md5)
+    assert datasets.download("kmnist") == datasets.cache_dir() / "kmnist"
+    assert sorted(p.name for p in (datasets.cache_dir() / "kmnist").iterdir()) == sorted(s + ".gz" for s in FILES)
+    for stem in FILES:
+        assert f"/slow/{stem}.gz" in mirror.hits and f"/huge/{stem}.gz" in mirror.hits
+    _patch(monkeypatch, "mnist", mirrors=(mirror.url + "/slow/", mirror.url + "/huge/"), md5=md5)
+    with pytest.raises(DataNotFoundError, match=r"still downloading after 0.3 s .*more than a data file has"):
+        datasets.download("mnist")
+    assert not list((datasets.cache_dir() / "mnist").glob("*"))
+
+
 def test_no_network_is_one_clear_error_naming_the_folders(tmp_path, monkeypatch, mirror):
     _, _, md5 = _generated_gz(tmp_path)
     url = mirror.url

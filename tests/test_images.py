@@ -44,3 +44,34 @@ def test_decode_refuses_non_images_and_decompression_bombs():
     assert len(buffer.getvalue()) < 100_000
     with pytest.raises(DataError, match="more than the"):
         decode_image(buffer.getvalue())
+
+
+def test_device_files_fifos_folders_and_oversized_files_are_refused_before_reading(tmp_path, monkeypatch, capsys):
+    import os
+
+    from fcnet import images
+    from fcnet.cli import main
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it for reading does not block only because nothing is read from it before the check
+    for path, why in (("/dev/zero", "not a regular file"), (fifo, "not a regular file"),
+                      (tmp_path, "a directory, not an image")):
+        if path == fifo:
+            writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer end, so that opening it returns
+        with pytest.raises(DataError, match=why):
+            images.load_image(path)
+        if path == fifo:
+            os.close(writer)
+    big = tmp_path / "big.png"
+    big.write_bytes(_png(np.zeros((8, 8), np.uint8)) + b"\0" * 2000)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(DataError, match=r"2,0\d\d bytes is more than the 1,000 an image may have"):
+        images.load_image(big)
+    import fcnet
+
+    model = fcnet.Sequential([fcnet.Dense(10, "softmax", input_dim=784)], seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.save(tmp_path / "m.npz")
+    assert main(["predict", str(tmp_path / "m.npz"), "/dev/zero"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("/dev/zero: not a regular file") and len(err.splitlines()) == 1

@@ -22,6 +22,7 @@ import hashlib
 import http.client
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -93,7 +94,10 @@ REGISTRY = {
 }
 NAMES = tuple(REGISTRY)
 SYSTEM_ROOT = Path("/usr/share/datasets")
-_DOWNLOAD_TIMEOUT = 30
+_DOWNLOAD_TIMEOUT = 30  # seconds without a byte before a mirror is abandoned
+DOWNLOAD_DEADLINE = 600  # seconds a whole file may take
+MAX_DOWNLOAD_BYTES = 256 << 20  # no data file is this large: a larger body is not one
+_CHUNK = 1 << 16
 
 
 def class_names(name):
@@ -191,11 +195,42 @@ def _read_or_refetch(path, spec, stem):
         return _read_verified(fresh, spec, stem)
 
 
+class _Mismatch(Exception):
+    """A body that arrived whole but has the wrong checksum."""
+
+
+def _stream(url, f, md5):
+    """Copy ``url``'s body into ``f`` a chunk at a time and check its MD5.
+
+    Gives up (OSError or ValueError, saying why) on a body larger than :data:`MAX_DOWNLOAD_BYTES`, one cut
+    short, a mirror silent for ``_DOWNLOAD_TIMEOUT`` seconds, or one still sending after
+    :data:`DOWNLOAD_DEADLINE` seconds.
+    """
+    deadline, digest, size = time.monotonic() + DOWNLOAD_DEADLINE, hashlib.md5(), 0
+    with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT) as response:
+        length = response.headers.get("Content-Length")
+        if length is not None and int(length) > MAX_DOWNLOAD_BYTES:
+            raise ValueError(f"{int(length):,} bytes is more than a data file has")
+        while chunk := response.read1(_CHUNK):  # what has arrived: a trickle still reaches the deadline check
+            size += len(chunk)
+            if size > MAX_DOWNLOAD_BYTES:
+                raise ValueError(f"more than {MAX_DOWNLOAD_BYTES:,} bytes, more than a data file has")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still downloading after {DOWNLOAD_DEADLINE} s ({size:,} bytes so far)")
+            digest.update(chunk)
+            f.write(chunk)
+    if length is not None and size != int(length):
+        raise http.client.IncompleteRead(b"", int(length) - size)
+    if digest.hexdigest() != md5:
+        raise _Mismatch()
+
+
 def download_files(spec, folder, stems=FILES):
     """Download ``stems`` (default: every file) of ``spec`` into ``folder``, trying the mirrors in order.
 
-    A body that fails its checksum or breaks off moves on to the next mirror
-    and leaves nothing behind; a file is renamed into place only once verified.
+    Bodies are streamed to a temporary file (see :func:`_stream` for when a mirror is given up); one that
+    fails its checksum or breaks off moves on to the next mirror and leaves nothing behind; a file is
+    renamed into place only once verified.
     Returns ``{stem: path}``.
     """
     paths = {}
@@ -206,15 +241,13 @@ def download_files(spec, folder, stems=FILES):
             url = mirror + stem + ".gz"
             try:
                 log.info("downloading %s", url)
-                with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT) as response:
-                    body = response.read()  # raises IncompleteRead when the body is cut short
+                atomic_write(target, lambda f, url=url, md5=spec.md5[stem]: _stream(url, f, md5))
+            except _Mismatch:
+                errors.append(f"{url}: checksum mismatch")
+                continue
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 errors.append(f"{url}: {exc or type(exc).__name__}")
                 continue
-            if hashlib.md5(body).hexdigest() != spec.md5[stem]:
-                errors.append(f"{url}: checksum mismatch")
-                continue
-            atomic_write(target, lambda f, body=body: f.write(body))
             break
         else:
             if errors and all(e.endswith("checksum mismatch") for e in errors):

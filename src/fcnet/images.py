@@ -9,15 +9,18 @@ pictures whose border is light (dark ink on paper).
 """
 
 import io
+import os
+import stat
 import warnings
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["load_image", "decode_image", "mnist_style", "fit", "is_blank", "MAX_PIXELS"]
+__all__ = ["load_image", "decode_image", "mnist_style", "fit", "is_blank", "MAX_PIXELS", "MAX_FILE_BYTES"]
 
 MAX_PIXELS = 4096 * 4096  # larger images are refused before they are decoded (decompression bombs)
+MAX_FILE_BYTES = 64 << 20  # image files larger than this are refused before they are read
 
 
 def _pil():
@@ -118,11 +121,21 @@ def mnist_style(pixels, size=28, box=20):
 
 
 def load_image(path, shape=(28, 28), digits=False):
-    """Read an image file as a ``uint8`` array of ``shape``: :func:`mnist_style` if ``digits`` else :func:`fit`."""
+    """Read an image file as a ``uint8`` array of ``shape``: :func:`mnist_style` if ``digits`` else :func:`fit`.
+
+    Only a regular file of at most :data:`MAX_FILE_BYTES` is read (``/dev/zero`` or a FIFO would never end).
+    """
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DataError(f"{path}: not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise DataError(f"{path}: {info.st_size:,} bytes is more than the {MAX_FILE_BYTES:,} an image may have")
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a directory, not an image") from None
     pixels = decode_image(data, str(path))
     return mnist_style(pixels, size=shape[0]) if digits and shape[0] == shape[1] else fit(pixels, shape)
