@@ -188,3 +188,13 @@ def test_plot_finds_the_data_where_the_run_found_it(tmp_path, capsys):
     # no --data-dir again: MNIST is nowhere else here (the cache is isolated), the run says where it was
     assert main(["plot", str(tmp_path / "run"), "--kind", "confusion", "-o", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_folder_trained_again_holds_only_the_new_runs_files(idx_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    first = train_run(config_for(idx_dir), out=tmp_path / "run", verbose=0)
+    pictures = sorted(p.name for p in first.files[2:])
+    assert pictures and all((tmp_path / "run" / name).is_file() for name in pictures)
+    second = train_run(config_for(idx_dir, epochs=1), out=tmp_path / "run", verbose=0, figures=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.npz", "metrics.json", "model.npz"]
+    assert RunMetrics.read(tmp_path / "run").history["loss"] == second.metrics.history["loss"]

@@ -232,12 +232,15 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
 
 def _write(result, x_test, y_test, figures, verbose):
     """Save the model and metrics.json into ``result.out``, then the figures (which add per-class metrics to
-    metrics.json): a disk that fills up while drawing leaves the model and its metrics consistent."""
+    metrics.json): a disk that fills up while drawing leaves the model and its metrics consistent. Figures of
+    an earlier run in the same folder that this one did not draw are removed: the folder describes one run."""
     out = result.out
     result.model.save(out / "model.npz")
     result.files.append(out / "model.npz")
     result.metrics.write(out / "metrics.json")
     result.files.append(out / "metrics.json")
+    from .report import FIGURES
+
     if figures:
         try:
             from .report import save_figures
@@ -246,6 +249,8 @@ def _write(result, x_test, y_test, figures, verbose):
             result.metrics.write(out / "metrics.json")  # now with the per-class table the figures added
         except FcnetError as exc:  # matplotlib missing: the model and metrics are saved all the same
             print(f"figures skipped: {exc}", file=sys.stderr)
+    for stale in {out / name for name, _ in FIGURES.values()} - set(result.files):  # an earlier run's pictures
+        stale.unlink(missing_ok=True)
     figures = result.files[2:]
     _say(verbose, f"saved {out / 'model.npz'}, {out / 'metrics.json'}"
                   + (f" and {len(figures)} figures ({', '.join(p.name for p in figures)})" if figures else ""))
