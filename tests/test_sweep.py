@@ -183,3 +183,26 @@ def test_a_relative_out_is_resolved_by_the_driver(tmp_path, data, monkeypatch):
     with pytest.raises(FcnetError, match="cannot reach the Dask scheduler"):
         run_sweep(path, "rel", scheduler="tcp://127.0.0.1:9", progress=False)
     assert opened == [tmp_path / "rel" / "runs.sqlite"]  # absolute: what the workers are sent is the driver's
+
+
+def test_a_huge_sweep_is_counted_before_anything_is_made_and_runs_only_with_yes(tmp_path, data, capsys, monkeypatch):
+    from fcnet import sweep
+
+    path = tmp_path / "huge.toml"
+    path.write_text(f'dataset = "idx:{data}"\n[grid]\nlr = {[i / 1e4 for i in range(1, 1001)]}\n'
+                    f'seed = {list(range(1000))}\nbatch_size = {list(range(1, 1001))}\n')  # 10⁹ trials
+    made = []
+    monkeypatch.setattr(sweep, "trials", lambda *a: made.append(a) or [])
+    assert main(["sweep", str(path), "--out", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"fcnet: error: {path}: 1,000,000,000 trials is more than 10,000; pass --yes to run them all"
+    assert main(["sweep", str(spec(tmp_path, data)), "--out", str(tmp_path / "s"), "--max-trials", "3"]) == 1
+    assert "4 trials is more than 3" in capsys.readouterr().err
+    assert not made and not (tmp_path / "s").exists()  # refused before a trial was made or a folder written
+    monkeypatch.undo()
+    told = []
+    with pytest.raises(FcnetError, match="cannot reach the Dask scheduler"):
+        monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+        run_sweep(spec(tmp_path, data), tmp_path / "s", scheduler="tcp://127.0.0.1:9", progress=False,
+                  max_trials=None, say=told.append)
+    assert told == [f"fcnet: sweep sweep.toml: 4 trials, 4 distinct, 0 done already, 4 to run, into {tmp_path / 's'}"]

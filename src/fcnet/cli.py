@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .errors import FcnetError, RunInterrupted
 from .records import PREPARATIONS
 from .run import RESUMABLE
-from .sweep import bundled_sweeps
+from .sweep import MAX_TRIALS, bundled_sweeps
 
 __all__ = ["main", "build_parser"]
 
@@ -136,6 +136,9 @@ def build_parser():
     sweep.add_argument("--scheduler", metavar="tcp://HOST:8786", help="an existing Dask cluster (default: local)")
     sweep.add_argument("--workers", type=positive_int, help="local worker processes (default: one per core)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--max-trials", type=positive_int, default=MAX_TRIALS,
+                       help=f"refuse a sweep of more trials than this (default {MAX_TRIALS:,}) unless --yes")
+    sweep.add_argument("--yes", action="store_true", help="run however many trials the sweep has")
 
     runs = sub.add_parser("runs", help="read a run store: list, show ID, best")
     runs.add_argument("action", choices=["list", "show", "best"])

@@ -191,8 +191,9 @@ def cmd_gradcheck(args):
 def cmd_sweep(args):
     from .sweep import run_sweep, spec_path, write_outputs
 
-    ranked, failed = run_sweep(spec_path(args.spec), args.out, args.scheduler, args.workers,
-                               progress=not args.quiet)
+    say = None if args.quiet else lambda line: print(line, file=sys.stderr)
+    ranked, failed = run_sweep(spec_path(args.spec), args.out, args.scheduler, args.workers, progress=not args.quiet,
+                               max_trials=None if args.yes else args.max_trials, say=say)
     print(write_outputs(args.out, ranked))
     for run in failed:
         print(f"failed: {run['id']} {run['error']}", file=sys.stderr)

@@ -41,10 +41,11 @@ from .records import RunMetrics
 from .run import train_run
 from .runstore import RunStore
 
-__all__ = ["bundled_sweeps", "spec_path", "load_spec", "trials", "parse_trial", "run_trial", "run_sweep",
-           "write_outputs"]
+__all__ = ["bundled_sweeps", "spec_path", "load_spec", "count_trials", "trials", "parse_trial", "run_trial",
+           "run_sweep", "write_outputs"]
 
 CONNECT_TIMEOUT = "20s"  # how long to wait for a --scheduler to answer
+MAX_TRIALS = 10_000  # a sweep of more trials runs only when confirmed (--yes)
 
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"  # the sweep files shipped with fcnet
@@ -104,6 +105,11 @@ def _draw(rng, key, rule):
     raise FcnetError(f"[random] {key}: give a list of choices or {{uniform|log_uniform|int = [low, high]}}")
 
 
+def count_trials(grid, random):
+    """How many trials :func:`trials` would make, without making them."""
+    return random["samples"] if random else math.prod(len(values) for values in grid.values())
+
+
 def trials(fixed, grid, random):
     """The trials' raw settings (dicts), in order."""
     if random:
@@ -154,16 +160,21 @@ def run_trial(config, folder):
     return {"metrics": result.metrics, "host": socket.gethostname(), "artifacts": artifacts}
 
 
-def run_sweep(path, out, scheduler=None, workers=None, progress=True):
+def run_sweep(path, out, scheduler=None, workers=None, progress=True, max_trials=MAX_TRIALS, say=None):
     """Run the sweep in ``path`` into folder ``out``; returns the store's finished runs, best first.
 
     Trials finished in an earlier run are skipped; unfinished ones resume from their checkpoints. A
     worker that dies takes its trial with it; Dask runs it again on another worker, from its checkpoint.
+    A sweep of more than ``max_trials`` trials is refused before any is made (``None``: no limit); ``say``
+    (a callable) hears how many trials there are before anything runs.
     """
     from distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
 
     fixed, grid, random = load_spec(path)
+    count = count_trials(grid, random)
+    if max_trials is not None and count > max_trials:
+        raise FcnetError(f"{path}: {count:,} trials is more than {max_trials:,}; pass --yes to run them all")
     parsed = [parse_trial(t) for t in trials(fixed, grid, random)]
     unique = dict(parsed)  # the same configuration twice is one trial
     out = Path(out).resolve()  # workers elsewhere must not resolve a relative folder against their own
@@ -173,6 +184,10 @@ def run_sweep(path, out, scheduler=None, workers=None, progress=True):
     store = RunStore(out / "runs.sqlite")
     try:
         todo = {rid: s for rid, s in unique.items() if store.status(rid) != "done"}
+        if say:
+            done = len(unique) - len(todo)
+            say(f"fcnet: sweep {Path(path).name}: {count} trials, {len(unique)} distinct, {done} done already, "
+                f"{len(todo)} to run, into {out}")
         bar = tqdm(total=len(unique), initial=len(unique) - len(todo), unit="trial", desc="sweep",
                    disable=not progress or None, dynamic_ncols=True)
         if todo:
