@@ -222,3 +222,76 @@ def test_numbers_json_cannot_hold_and_deep_nesting_are_4xx(served):
                  b'{"pixels": [1e400' + b", 0" * 783 + b"]}"):
         status, answer = call(port, "POST", "/api/predict", body, {"Content-Type": "application/json"})
         assert 400 <= status < 500 and "error" in answer
+
+
+def _png_bytes(array):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_healthz_answers_while_large_pictures_are_decoded(served):
+    import threading
+    import time
+
+    _, port, _ = served
+    picture = np.zeros((4096, 4096, 3), np.uint8)  # 16 megapixels, under 1 MB as a PNG
+    picture[1000:3000, 1800:2300] = 255
+    body = _png_bytes(picture)
+    assert len(body) < 1 << 20
+    uploads = []
+
+    def upload():
+        start = time.perf_counter()
+        status, answer = call(port, "POST", "/api/predict", body, {"Content-Type": "image/png"})
+        uploads.append((time.perf_counter() - start, status, answer))
+
+    threads = [threading.Thread(target=upload) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    start = time.perf_counter()
+    assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
+    health = time.perf_counter() - start
+    for t in threads:
+        t.join()
+    assert [status for _, status, _ in uploads] == [200] * 4 and uploads[0][2]["label"] == uploads[3][2]["label"]
+    assert health < min(seconds for seconds, _, _ in uploads) / 2  # not queued behind a decode
+
+
+def test_port_0_prints_the_port_it_got_and_a_restart_binds_at_once(served):
+    import signal
+    import subprocess
+
+    _, _, path = served
+
+    def start(port):
+        proc = subprocess.Popen([sys.executable, "-m", "fcnet", "serve", str(path), "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        assert line.startswith(f"serving {path} on http://127.0.0.1:"), proc.stderr.read()
+        return proc, int(line.split(":")[2].split("/")[0])
+
+    proc, port = start(0)
+    try:
+        assert port != 0
+        for _ in range(20):
+            try:
+                assert call(port, "GET", "/healthz")[0] == 200
+                break
+            except OSError:
+                import time
+
+                time.sleep(0.1)
+        call(port, "GET", "/api/model")  # a connection the server closes: TIME_WAIT on its side
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    again, same = start(port)  # at once, on the same port
+    try:
+        assert same == port
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.wait(timeout=30)

@@ -242,14 +242,20 @@ def cmd_serve(args):
     from .serve import create_app
 
     app = create_app(_load(args.model), args.model)
-    with socket.socket() as probe:  # say so in one line, before uvicorn logs its own failure
-        try:
-            probe.bind((args.host, args.port))
-        except OSError as exc:
-            raise FcnetError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
-                             "pick another --port") from None
-    print(f"serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # Our own socket: a port in use is one line before uvicorn starts, --port 0 can print the port it got, and
+    # SO_REUSEADDR lets a restart bind at once while the last run's connections linger in TIME_WAIT.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        raise FcnetError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    port = sock.getsockname()[1]
+    print(f"serving {args.model} on http://{args.host}:{port}/ (Ctrl-C stops)", flush=True)
+    with sock:
+        uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning")).run(sockets=[sock])
     return 0
 
 

@@ -6,6 +6,9 @@ image body (``Content-Type: image/png``, ``image/jpeg``, ...); ``GET /api/model`
 describes the model; ``GET /healthz`` says it is up. Bad input gets a 4xx with
 a JSON ``{"error": ...}`` — wrong length, NaN, non-numbers, a body over 1 MB,
 a picture that is not one or is a decompression bomb, a wrong content type.
+Parsing, decoding and predicting run on worker threads, at most
+:data:`MAX_CONCURRENT` at a time, so the event loop (and ``/healthz``) stays
+responsive while large pictures are decoded.
 """
 
 import json
@@ -18,9 +21,10 @@ from .errors import DataError
 from .images import is_blank
 from .records import ModelInfo
 
-__all__ = ["create_app", "MAX_BODY"]
+__all__ = ["create_app", "MAX_BODY", "MAX_CONCURRENT"]
 
 MAX_BODY = 1 << 20  # bytes
+MAX_CONCURRENT = 2  # requests decoded and predicted at once; the rest wait their turn
 STATIC = Path(__file__).resolve().parent / "static"
 
 
@@ -72,6 +76,7 @@ def _pixels_from_image(body, shape, digits):
 
 def create_app(model, path):
     """The FastAPI application serving ``model`` (loaded from ``path``)."""
+    import anyio
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, JSONResponse
 
@@ -79,6 +84,7 @@ def create_app(model, path):
     shape = tuple(info["image_shape"] or ())
     digits = info["preparation"] == "digits"
     app = FastAPI(title="fcnet", docs_url=None, redoc_url=None)
+    limiter = anyio.CapacityLimiter(MAX_CONCURRENT)
 
     @app.exception_handler(BadInput)
     async def bad_input(request, exc):
@@ -107,20 +113,24 @@ def create_app(model, path):
             if len(body) > MAX_BODY:
                 raise BadInput(413, f"body over {MAX_BODY} bytes")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        return await anyio.to_thread.run_sync(answer, bytes(body), kind, limiter=limiter)
+
+    def answer(body, kind):
+        """The work of one prediction, on a worker thread: parse or decode, predict, describe."""
         if kind == "application/json":
-            x = _pixels_from_json(bytes(body), model.input_dim)
+            x = _pixels_from_json(body, model.input_dim)
         elif kind.startswith("image/"):
             if not shape:
                 raise BadInput(422, f"this model's {model.input_dim} inputs are not an image")
-            x = _pixels_from_image(bytes(body), shape, digits)
+            x = _pixels_from_image(body, shape, digits)
         else:
             raise BadInput(415, f"content type {kind or 'missing'}: send application/json or an image/* body")
         probs = model.predict_proba(x[None, :].astype(model.dtype))[0].astype(np.float64)
         label = int(probs.argmax())
-        answer = {"label": label, "class_name": info["class_names"][label], "probabilities": probs.tolist(),
+        result = {"label": label, "class_name": info["class_names"][label], "probabilities": probs.tolist(),
                   "input": np.round(x, 4).tolist()}
         if is_blank(x):
-            answer["warning"] = "the input is blank: nothing drawn, so this prediction means nothing"
-        return answer
+            result["warning"] = "the input is blank: nothing drawn, so this prediction means nothing"
+        return result
 
     return app
