@@ -14,6 +14,7 @@ unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE so NumPy's OpenBLAS picks its best
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -159,15 +160,52 @@ def chart(rows, path):
     fig.savefig(path, dpi=110)
 
 
+def contended(data, rounds):
+    """The lab network (SGD, batch 64) idle and beside one busy process (``while True: pass``), with fcnet's
+    threads chosen from the free cores (the default) and with one per core (the old behaviour); each
+    setting takes its turn in every round, and each cell is the median epoch after the first of each fit."""
+    (x, y), _ = data
+    cores = os.cpu_count()
+    times = {}
+    for _ in range(rounds):
+        for busy in (False, True):
+            proc = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+            try:
+                time.sleep(0.3)
+                for threads in (None, cores):
+                    history = lab_model(fcnet.SGD(lr=0.1)).fit(x, y, epochs=3, batch_size=64, verbose=0,
+                                                               threads=threads)
+                    times.setdefault((busy, threads), []).extend(history.history["epoch_seconds"][1:])
+            finally:
+                if proc:
+                    proc.kill()
+                    proc.wait()
+    cell = {key: statistics.median(value) for key, value in times.items()}
+    return {label: {"seconds": cell[True, threads], "idle_seconds": cell[False, threads],
+                    "ratio_to_idle": cell[True, threads] / cell[False, threads]}
+            for label, threads in (("free cores", None), (f"{cores} threads", cores))}
+
+
+def print_contended(result):
+    print("beside one busy process, lab network, SGD batch 64: " + "; ".join(
+        f"{label}: {r['seconds']:.3f} s/epoch, {r['ratio_to_idle']:.2f}× its idle {r['idle_seconds']:.3f}"
+        for label, r in result.items()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="8,16,64,128,256")
     parser.add_argument("--rounds", type=int, default=4, help="timed epochs per contender (after one warm-up)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--rss-of", help=argparse.SUPPRESS)
+    parser.add_argument("--contended-only", action="store_true", help="only the busy-machine measurement")
     args = parser.parse_args()
     if args.rss_of:
         return _train_one_epoch_for_rss(args.rss_of)
+    if args.contended_only:
+        data = fcnet.datasets.load("fashion-mnist")
+        print_contended(contended(((data[0][0].reshape(-1, 784), data[0][1]), None), args.rounds))
+        return None
 
     info = blas_info()
     print("BLAS:", ", ".join(f"{i['internal_api']} {i['version'] or ''} {i['architecture'] or ''} "
@@ -188,6 +226,7 @@ def main():
         rows += race(["fcnet", "torch"], optimizer, 64, args.rounds, data, [numpy_reference])
     predict = predict_race(data)
     rss = {name: peak_rss_mb(name) for name in ("fcnet", "fcnet-np", "torch", "seed001")}
+    busy = contended(data, args.rounds)
 
     header = (f"{'optimizer':<13} {'batch':>5} {'contender':<8} {'median s':>9} {'min':>7} {'max':>7} "
               f"{'÷ torch':>8} {'GFLOP/s':>8} {'% peak':>7} {'test acc':>8}")
@@ -200,11 +239,12 @@ def main():
     print("\npredict 10 000 test images: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in predict.items())
           + (f"; fcnet ÷ torch = {predict['fcnet'] / predict['torch']:.2f}" if "torch" in predict else ""))
     print("peak RSS, one training epoch in a fresh process: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()))
+    print_contended(busy)
 
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"machine": {"python": platform.python_version(), "numpy": np.__version__, "blas": info,
-                          "cpu_count": __import__("os").cpu_count(), "sgemm_peak_gflops": peak},
-              "rows": rows, "predict_seconds": predict, "peak_rss_mb": rss}
+                          "cpu_count": os.cpu_count(), "sgemm_peak_gflops": peak},
+              "rows": rows, "predict_seconds": predict, "peak_rss_mb": rss, "contended": busy}
     (args.out / "bench.json").write_text(json.dumps(result, indent=2))
     chart(rows, args.out / "bench.png")
     print(f"\nwrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")

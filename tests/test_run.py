@@ -56,7 +56,7 @@ def test_resuming_continues_bit_identically_and_refuses_changed_settings(idx_dir
     full = train_run(config_for(idx_dir, epochs=3), out=tmp_path / "full", verbose=0)
     train_run(config_for(idx_dir), out=tmp_path / "part", verbose=0)
     with pytest.raises(ValueError, match=r"lr is 0\.1 in the checkpointed run in .*part, not 0\.5; .*only epochs, "
-                                         r"engine, data_dir, preparation may change"):
+                                         r"engine, data_dir, preparation, threads may change"):
         train_run(config_for(idx_dir, epochs=3, lr=0.5), out=tmp_path / "part", resume=True, verbose=0)
     with pytest.raises(ValueError, match="has already trained 2 epochs"):
         train_run(config_for(idx_dir, epochs=1), out=tmp_path / "part", resume=True, verbose=0)

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "axpy", "axpby", "function", "ROW_MAJOR", "NO_TRANS", "TRANS"]
+__all__ = ["AVAILABLE", "axpy", "axpby", "function", "get_threads", "set_threads", "ROW_MAJOR", "NO_TRANS", "TRANS"]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enum values for the layout and transpose arguments
 
@@ -48,12 +48,17 @@ def _find():
                 found[("axpby", np.dtype(dtype))] = axpby_f
                 found[("gemm", np.dtype(dtype))] = gemm_f
             if len(found) == 6:
+                for name in ("set_num_threads", "get_num_threads"):  # the thread count, under the same names
+                    f = getattr(lib, f"{prefix.replace('cblas_', 'openblas_')}{name}{suffix}", None)
+                    if f is not None:
+                        f.argtypes, f.restype = ([ctypes.c_int], None) if name[0] == "s" else ([], ctypes.c_int)
+                        found[(name, None)] = f
                 return found
     return {}
 
 
 _FUNCTIONS = {} if os.environ.get("FCNET_NO_BLAS") else _find()
-AVAILABLE = bool(_FUNCTIONS)
+AVAILABLE = bool(_FUNCTIONS)  # the GEMM, AXPY and AXPBY were found (the thread count may be missing)
 
 
 def function(name, dtype):
@@ -65,6 +70,19 @@ def function(name, dtype):
         When :data:`AVAILABLE` is False or ``dtype`` is not float32/float64.
     """
     return _FUNCTIONS[(name, np.dtype(dtype))]
+
+
+def get_threads():
+    """How many threads NumPy's OpenBLAS uses, or ``None`` where it cannot be asked."""
+    f = _FUNCTIONS.get(("get_num_threads", None))
+    return None if f is None else int(f())
+
+
+def set_threads(n):
+    """Make NumPy's OpenBLAS (and so every matrix product of fcnet) use ``n`` threads; a no-op where it cannot."""
+    f = _FUNCTIONS.get(("set_num_threads", None))
+    if f is not None:
+        f(int(n))
 
 
 _MIN_SIZE = 8192  # below this a ctypes call costs more than NumPy's temporary

@@ -24,7 +24,8 @@ from .records import PREPARATIONS
 
 __all__ = ["TrainConfig", "varied", "trial_name", "NOT_LEARNED"]
 
-NOT_LEARNED = ("data_dir", "preparation")  # where the data is read from, how pictures are prepared later
+NOT_LEARNED = ("data_dir", "preparation", "threads")  # where the data is read from, how pictures are prepared later,
+# how many threads multiply
 
 
 class _Check:
@@ -113,8 +114,11 @@ class TrainConfig:
     dtype : {"float32", "float64"}
     seed : int
         Seeds the weights and every epoch's shuffle.
-    engine : {"auto", "numpy", "numba"}
+    engine : {"auto", "numpy", "numba", "cuda"}
         Who runs the training steps (:mod:`fcnet.engines`).
+    threads : int, optional
+        OpenBLAS threads (:mod:`fcnet.threads`); default ``$FCNET_THREADS``, else chosen every epoch from the
+        cores the rest of the machine leaves free. Not part of the identity.
     preparation : {"digits", "fit"}, optional
         How ``fcnet predict`` and ``fcnet serve`` will turn a picture into an input for the trained model
         (recorded with it; see :class:`~fcnet.records.ModelInfo`); default: ``digits`` for MNIST and KMNIST,
@@ -144,7 +148,10 @@ class TrainConfig:
     dtype: str = _field("float32", _Choice(("float32", "float64")), "parameter and computation precision")
     seed: int = _field(0, _Check(int, lambda v: v >= 0, "an integer ≥ 0"), "seeds the weights and the shuffles")
     engine: str = _field("auto", _Choice(ENGINES), "numba: the compiled training loop (fcnet[fast]); numpy: the "
-                         "reference; auto: numba when installed and it covers the model")
+                         "reference; cuda: an NVIDIA GPU (fcnet[cuda]); auto: numba when installed and it covers "
+                         "the model")
+    threads: int | None = _field(None, _optional(_positive_int), "threads for the matrix products (default: "
+                                 "$FCNET_THREADS, else the cores other processes leave free, chosen every epoch)")
     preparation: str | None = _field(None, _optional(_Choice(PREPARATIONS)),
                                      "how predict and serve prepare a picture for the model: digits (crop, "
                                      "centre like MNIST) or fit (resize); default: digits for mnist and kmnist")

@@ -32,7 +32,7 @@ from .records import DIGIT_SETS, ModelInfo, RunMetrics
 
 __all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "RESUMABLE"]
 
-RESUMABLE = ("epochs", "engine", "data_dir", "preparation")  # the settings a resumed run may change
+RESUMABLE = ("epochs", "engine", "data_dir", "preparation", "threads")  # the settings a resumed run may change
 
 
 @dataclasses.dataclass
@@ -208,7 +208,7 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
         history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
                             validation_split=config.validation_split, verbose=0,
                             callbacks=[*run_callbacks, *(callbacks or [])], initial_epoch=start_epoch,
-                            engine=config.engine)
+                            engine=config.engine, threads=config.threads)
     except KeyboardInterrupt:
         done = len(checkpoint.history.get("loss", [])) if checkpoint else 0
         where = (f"epoch {done} is saved in {out}; resume with: fcnet train --resume {out}" if done

@@ -16,6 +16,7 @@ import numpy as np
 from .callbacks import History, progress_callbacks
 from .engines import make_engine
 from .errors import DivergenceError
+from .threads import BlasThreads
 
 __all__ = ["fit", "train_epoch"]
 
@@ -27,7 +28,7 @@ def _positive_int(name, value):
 
 
 def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        verbose="auto", callbacks=None, initial_epoch=0, engine="auto", class_weight=None):
+        verbose="auto", callbacks=None, initial_epoch=0, engine="auto", class_weight=None, threads=None):
     """Train ``model`` in place with mini-batch gradient steps.
 
     Parameters
@@ -57,6 +58,9 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     class_weight : dict, optional
         ``{class: weight}``: each example's loss (and gradient) is multiplied by its class's weight, as in
         Keras (classes not named weigh 1). Integer labels only; trains on the NumPy engine.
+    threads : int, optional
+        Threads for the matrix products during this fit; by default ``$FCNET_THREADS``, else chosen before every
+        epoch from the cores the rest of the machine leaves free (:mod:`fcnet.threads`).
 
     Returns
     -------
@@ -88,6 +92,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         raise ValueError("no training data")
     batch_size = min(batch_size, len(x))  # as Keras: a batch larger than the data is the whole data
     steps = math.ceil(len(x) / batch_size)
+    blas_threads = BlasThreads(threads)
     runner = make_engine(model, x, y, batch_size, engine, _class_weights(class_weight, y, model.output_dim))
 
     history = History()
@@ -99,20 +104,22 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     model.stop_training = False
     for cb in callbacks:
         cb.on_train_begin({})
-    for epoch in range(initial_epoch, epochs):
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch, {})
-        order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
-        logs = train_epoch(runner, x, y, order, epoch, callbacks)
-        if validation_data is not None:
-            val = model.evaluate(*validation_data, engine="cuda" if runner.name == "cuda" else "numpy")
-            logs["val_loss"] = val.loss
-            if model.metrics:
-                logs["val_accuracy"] = val.accuracy
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
+    with blas_threads:
+        for epoch in range(initial_epoch, epochs):
+            blas_threads.before_epoch()
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch, {})
+            order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
+            logs = train_epoch(runner, x, y, order, epoch, callbacks)
+            if validation_data is not None:
+                val = model.evaluate(*validation_data, engine="cuda" if runner.name == "cuda" else "numpy")
+                logs["val_loss"] = val.loss
+                if model.metrics:
+                    logs["val_accuracy"] = val.accuracy
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
     for cb in callbacks:
         cb.on_train_end({})
     return history

@@ -1,0 +1,90 @@
+"""BLAS threads on a busy machine (fcnet.threads): fixed by the user, or the cores the rest of the machine leaves."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fcnet
+from fcnet import blas, threads
+from fcnet.callbacks import Callback
+
+if blas.get_threads() is None:
+    pytest.skip("NumPy's OpenBLAS thread count cannot be read here", allow_module_level=True)
+
+
+class Seen(Callback):
+    """The BLAS thread count at every epoch's start and at its first step."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs):
+        self.seen.append(blas.get_threads())
+
+    def on_batch_end(self, batch, logs):
+        if batch == 0:
+            self.seen.append(blas.get_threads())
+
+
+def lab():
+    model = fcnet.Sequential([fcnet.Dense(300, "relu", input_dim=784), fcnet.Dense(10, "softmax")], seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def data(n):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, 784), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def test_a_fixed_count_holds_for_the_fit_and_the_old_one_comes_back(monkeypatch):
+    x, y = data(300)
+    before = blas.get_threads()
+    for given, env in ((1, None), (None, "1")):
+        if env:
+            monkeypatch.setenv("FCNET_THREADS", env)
+        cb = Seen()
+        lab().fit(x, y, epochs=2, verbose=0, callbacks=[cb], threads=given)
+        assert cb.seen == [1] * 4 and blas.get_threads() == before
+    for bad in ("0", "two", "1.5", "-3"):
+        monkeypatch.setenv("FCNET_THREADS", bad)
+        with pytest.raises(ValueError, match=rf"^threads \(FCNET_THREADS\) must be a positive integer, got '{bad}'$"):
+            lab().fit(x, y, verbose=0)
+
+
+def test_the_count_follows_the_cores_the_rest_of_the_machine_uses(monkeypatch):
+    clock = {"wall": 0.0, "busy": 0.0, "own": 0.0}
+    monkeypatch.setattr(threads, "_sample", lambda: (clock["wall"], clock["busy"], clock["own"]))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(blas, "get_threads", lambda: 4)
+    monkeypatch.setattr(threads, "_others_running", lambda: 2)  # two other tasks, before the first epoch
+    chosen = []
+    monkeypatch.setattr(blas, "set_threads", chosen.append)
+    with threads.BlasThreads() as pool:
+        for others, own in ((0.0, 4.0), (1.0, 3.0), (2.6, 1.4), (0.0, 1.0)):  # cores busy, per second of wall
+            clock["wall"] += 1
+            clock["busy"] += others + own
+            clock["own"] += own
+            pool.before_epoch()
+        clock["wall"] += threads.MIN_WINDOW / 2  # too short to read: the count stays
+        pool.before_epoch()
+    assert chosen == [2, 4, 3, 1, 4, 4]  # the last: restored on leaving
+
+
+def test_with_a_busy_process_beside_it_fit_takes_one_thread_fewer():
+    x, y = data(20_000)  # a lab epoch of ~0.1 s or more: long enough to read the CPU counters
+    if blas.get_threads() < 2:
+        pytest.skip("one BLAS thread already")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        cb = Seen()
+        lab().fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[cb])
+    finally:
+        busy.kill()
+        busy.wait()
+    assert cb.seen[-1] == blas.get_threads() - 1 or cb.seen[-1] == 1
+    assert cb.seen[0] == cb.seen[-1]  # from the first epoch on
