@@ -207,13 +207,10 @@ def test_a_fashion_model_page_asks_for_a_picture_and_names_the_class(tmp_path):
 
 
 def _png_bytes():
-    from PIL import Image, ImageDraw
-
-    img = Image.new("L", (56, 56), 255)
-    ImageDraw.Draw(img).rectangle((12, 8, 44, 48), fill=30)
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    return buffer.getvalue()
+    """A dark shape on white paper, 56 × 56."""
+    picture = np.full((56, 56), 255, np.uint8)
+    picture[8:49, 12:45] = 30
+    return _png_of(picture)
 
 
 def test_numbers_json_cannot_hold_and_deep_nesting_are_4xx(served):
@@ -224,7 +221,7 @@ def test_numbers_json_cannot_hold_and_deep_nesting_are_4xx(served):
         assert 400 <= status < 500 and "error" in answer
 
 
-def _png_bytes(array):
+def _png_of(array):
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -239,7 +236,7 @@ def test_healthz_answers_while_large_pictures_are_decoded(served):
     _, port, _ = served
     picture = np.zeros((4096, 4096, 3), np.uint8)  # 16 megapixels, under 1 MB as a PNG
     picture[1000:3000, 1800:2300] = 255
-    body = _png_bytes(picture)
+    body = _png_of(picture)
     assert len(body) < 1 << 20
     uploads = []
 
