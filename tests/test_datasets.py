@@ -1,6 +1,7 @@
 import dataclasses
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,11 @@ def test_a_trickling_or_oversized_mirror_is_abandoned_and_leaves_nothing(tmp_pat
     assert sorted(p.name for p in (datasets.cache_dir() / "kmnist").iterdir()) == sorted(s + ".gz" for s in FILES)
     for stem in FILES:
         assert f"/slow/{stem}.gz" in mirror.hits and f"/huge/{stem}.gz" in mirror.hits
+    stale = datasets.cache_dir() / "kmnist" / ".tmp-killed-train-images-idx3-ubyte.gz"
+    stale.write_bytes(b"half a download")
+    os.utime(stale, (0, 0))  # from a download killed long ago
+    datasets.download_files(datasets.REGISTRY["kmnist"], datasets.cache_dir() / "kmnist", stems=())
+    assert not stale.exists()
     _patch(monkeypatch, "mnist", mirrors=(mirror.url + "/slow/", mirror.url + "/huge/"), md5=md5)
     with pytest.raises(DataNotFoundError, match=r"still downloading after 0.3 s .*more than a data file has"):
         datasets.download("mnist")

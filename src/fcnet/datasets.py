@@ -234,6 +234,13 @@ def download_files(spec, folder, stems=FILES):
     Returns ``{stem: path}``.
     """
     paths = {}
+    cutoff = time.time() - 2 * DOWNLOAD_DEADLINE  # older temporary files belong to no download still running
+    for stale in Path(folder).glob(".tmp-*"):  # left by a download that was killed
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except OSError:
+            pass
     for stem in stems:
         target = folder / (stem + ".gz")
         errors = []
