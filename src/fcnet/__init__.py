@@ -11,7 +11,7 @@ A whole run, exactly as ``fcnet train`` does it::
                                                lr=1e-3), out="runs/adam")
 """
 
-from . import activations, callbacks, datasets, initializers, losses, optimizers
+from . import activations, callbacks, datasets, initializers, losses, optimizers, regularizers
 from .callbacks import Callback, History, LearningRateDecay
 from .config import TrainConfig
 from .errors import ChecksumError, DataError, DataNotFoundError, DivergenceError, FcnetError
@@ -27,5 +27,5 @@ __all__ = [
     "Sequential", "Dense", "SGD", "Adam", "RMSprop", "load_model", "History", "Callback", "LearningRateDecay",
     "Evaluation", "TrainConfig", "train_run", "RunResult",
     "FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError",
-    "activations", "callbacks", "datasets", "initializers", "losses", "optimizers",
+    "activations", "callbacks", "datasets", "initializers", "losses", "optimizers", "regularizers",
 ]

@@ -64,7 +64,7 @@ def parameter_names(model):
 def _loss(model, x, y):
     """The mean batch loss in the model's own precision (``evaluate`` would round it to a float)."""
     loss_input, _ = model.forward(x, training=False)
-    return model.loss.per_example(loss_input, y).mean()
+    return model.loss.per_example(loss_input, y).mean() + model.penalty(exact=True)
 
 
 def biases_off_the_kinks(model, x, rng, margin=1e-3, tries=100):

@@ -9,7 +9,7 @@ allocates no arrays. See ``docs/backprop.md`` for the derivation.
 
 import numpy as np
 
-from . import activations, initializers
+from . import activations, initializers, regularizers
 
 __all__ = ["Dense"]
 
@@ -28,6 +28,8 @@ class Dense:
     kernel_initializer : str, optional
         One of ``initializers.NAMES``; by default He-normal for ReLU-like
         activations and Glorot-uniform otherwise.
+    kernel_regularizer : regularizers.L2 or "l2", optional
+        A penalty on ``W`` added to the loss (and its gradient to ``dW``); see :mod:`fcnet.regularizers`.
     name : str, optional
 
     Attributes
@@ -36,7 +38,8 @@ class Dense:
         ``"W"``, shape ``(n_in, n_out)``, and ``"b"``, shape ``(n_out,)``.
     """
 
-    def __init__(self, units, activation=None, input_dim=None, kernel_initializer=None, name=None):
+    def __init__(self, units, activation=None, input_dim=None, kernel_initializer=None, name=None,
+                 kernel_regularizer=None):
         if int(units) != units or units < 1:
             raise ValueError(f"units must be a positive integer, got {units!r}")
         if input_dim is not None and (int(input_dim) != input_dim or input_dim < 1):
@@ -46,6 +49,7 @@ class Dense:
         self.input_dim = None if input_dim is None else int(input_dim)
         self.kernel_initializer = kernel_initializer or initializers.default_for(self.activation.name)
         initializers.get(self.kernel_initializer)  # fail early on an unknown name
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.name = name
         self.params = {}
         self.grads = {}
@@ -133,6 +137,8 @@ class Dense:
         # The compiled twin (fcnet.jit): _derivative, then the bias loop and the three GEMMs in _steps.
         delta = dout if wrt_z else self.activation.backward(dout, a)
         np.matmul(x.T, delta, out=self.grads["W"])
+        if self.kernel_regularizer is not None:
+            self.kernel_regularizer.add_gradient(self.params["W"], self.grads["W"])
         np.add.reduce(delta, axis=0, out=self.grads["b"])
         if not need_dx:
             return None
@@ -154,5 +160,8 @@ class Dense:
             p[...] = w
 
     def get_config(self):
-        return {"units": self.units, "activation": self.activation.get_config(), "input_dim": self.input_dim,
-                "kernel_initializer": self.kernel_initializer, "name": self.name}
+        config = {"units": self.units, "activation": self.activation.get_config(), "input_dim": self.input_dim,
+                  "kernel_initializer": self.kernel_initializer, "name": self.name}
+        if self.kernel_regularizer is not None:
+            config["kernel_regularizer"] = self.kernel_regularizer.get_config()
+        return config

@@ -241,7 +241,16 @@ class Sequential:
         last, fused = len(self.layers) - 1, self.fuses_softmax
         for i in range(last, -1, -1):
             d = self.layers[i].backward(d, wrt_z=(i == last and fused), need_dx=i > 0)
-        return value, out
+        return value + self.penalty(), out
+
+    def penalty(self, exact=False):
+        """The layers' weight penalties (:mod:`fcnet.regularizers`), part of every reported loss; 0.0 without.
+
+        A float, or with ``exact`` a NumPy scalar in the weights' own precision (``gradcheck`` uses longdouble).
+        """
+        total = sum(layer.kernel_regularizer(layer.params["W"]) for layer in self.layers
+                    if layer.kernel_regularizer is not None)
+        return total if exact else float(total)
 
     def apply_gradients(self):
         """One optimizer step with the gradients of the last :meth:`forward_backward`."""
@@ -324,7 +333,8 @@ class Sequential:
             yb = y[start:start + batch_size]
             total += float(self.loss.per_example(loss_input, yb).sum())
             correct += count_correct(out, yb)
-        result = Evaluation(total / len(x), correct / len(x) if self.is_classification(y) else math.nan)
+        accuracy = correct / len(x) if self.is_classification(y) else math.nan
+        result = Evaluation(total / len(x) + self.penalty(), accuracy)
         if verbose:
             print(f"evaluate: loss {result.loss:.4f}  accuracy {result.accuracy:.4f}  ({len(x)} examples)")
         return result._asdict() if return_dict else result
