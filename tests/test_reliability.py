@@ -53,8 +53,10 @@ def slow_set(tmp_path_factory):
 
 
 def lab_args(data, out, epochs=12):
+    # One thread count for every run compared here: one thread rounds differently from several (fcnet.threads),
+    # and left to itself each run would take the cores free when it starts.
     return ["train", "--dataset", f"idx:{data}", "--epochs", epochs, "--batch-size", "8", "--optimizer", "adam",
-            "--lr", "0.001", "--quiet", "--out", out]
+            "--lr", "0.001", "--quiet", "--out", out, "--threads", os.cpu_count() or 1]
 
 
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(slow_set, tmp_path):

@@ -117,8 +117,9 @@ class TrainConfig:
     engine : {"auto", "numpy", "numba", "cuda"}
         Who runs the training steps (:mod:`fcnet.engines`).
     threads : int, optional
-        OpenBLAS threads (:mod:`fcnet.threads`); default ``$FCNET_THREADS``, else chosen every epoch from the
-        cores the rest of the machine leaves free. Not part of the identity.
+        OpenBLAS threads (:mod:`fcnet.threads`); default ``$FCNET_THREADS``, else the cores the rest of the
+        machine leaves free when training starts; the count used is recorded with the run (checkpoint,
+        metrics.json), so a resumed run uses it too. Not part of the identity.
     preparation : {"digits", "fit"}, optional
         How ``fcnet predict`` and ``fcnet serve`` will turn a picture into an input for the trained model
         (recorded with it; see :class:`~fcnet.records.ModelInfo`); default: ``digits`` for MNIST and KMNIST,
@@ -151,7 +152,8 @@ class TrainConfig:
                          "reference; cuda: an NVIDIA GPU (fcnet[cuda]); auto: numba when installed and it covers "
                          "the model")
     threads: int | None = _field(None, _optional(_positive_int), "threads for the matrix products (default: "
-                                 "$FCNET_THREADS, else the cores other processes leave free, chosen every epoch)")
+                                 "$FCNET_THREADS, else the cores other processes leave free when training starts; "
+                                 "recorded with the run)")
     preparation: str | None = _field(None, _optional(_Choice(PREPARATIONS)),
                                      "how predict and serve prepare a picture for the model: digits (crop, "
                                      "centre like MNIST) or fit (resize); default: digits for mnist and kmnist")

@@ -64,6 +64,11 @@ class Optimizer:
                 raise ValueError(f"gradient of shape {grad.shape} for a parameter of shape {param.shape}")
             self._update(param, grad, self.slots(param))
 
+    def __setstate__(self, state):
+        """Unpickled: the state is keyed by the new ids of the (unpickled, same) parameter arrays."""
+        self.__dict__.update(state)
+        self._slots = {id(entry[0]): entry for entry in self._slots.values()}
+
     def slots(self, param):
         """The state arrays kept for ``param`` (``{slot name: array shaped like param}``), made on first use."""
         entry = self._slots.get(id(param))

@@ -29,6 +29,7 @@ from .errors import FcnetError, RunInterrupted
 from .layers import Dense
 from .model import Sequential
 from .records import DIGIT_SETS, ModelInfo, RunMetrics
+from .threads import choose as choose_threads
 
 __all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "RESUMABLE"]
 
@@ -184,6 +185,8 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
         for stale in out.glob(".tmp-*"):
             stale.unlink()
     model, state = _resume(config, out) if resume else (None, None)
+    if config.threads is None:  # chosen once for the run and recorded: a resumed run multiplies as it did
+        config = config.replace(threads=(state and _stored_config(state, out).threads) or choose_threads())
     (x_train, y_train), (x_test, y_test), built = prepare(config)
     model = model or built
     n_train = int(len(x_train) * (1 - config.validation_split))

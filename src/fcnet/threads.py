@@ -1,13 +1,16 @@
-"""How many threads the matrix products get: a fixed number, or, by default, the cores other processes leave free.
+"""How many threads the matrix products get: a fixed number, or the cores other processes leave free when a fit starts.
 
 OpenBLAS's threads spin while they wait for work. On a machine where another program keeps a core busy, two
-of them on two cores fight it for the CPU: the lab network's epoch (batch 64, 2 cores) took 0.80 s with one
-competing busy process against 0.21 s idle, and 0.27 s with one thread. So by default :class:`BlasThreads`
-measures, between epochs, how much CPU the rest of the machine used while the last one ran (``/proc/stat``
-minus this process's own time; before the first, the other tasks running at that moment) and
-gives OpenBLAS the cores left, never more than it had when ``fit``
-started (so ``OPENBLAS_NUM_THREADS`` or an outer ``threadpool_limits`` still bound it). ``FCNET_THREADS`` or
-``fit(threads=N)`` fixes the number instead.
+of them on two cores fight it for the CPU: the lab network's epoch (batch 64, 2 cores) took 0.80 s beside one
+busy process against 0.21 s idle, and 0.27 s with one thread. So :func:`choose` gives OpenBLAS the cores
+that the other tasks running at that moment leave (``/proc/loadavg`` minus this process's running threads),
+never more than it has (so ``OPENBLAS_NUM_THREADS`` or an outer ``threadpool_limits`` still bound it);
+``FCNET_THREADS`` or ``fit(threads=N)`` fixes the number instead.
+
+The count is chosen once per fit and recorded (``history.threads``; a run's checkpoint and metrics.json),
+not changed between epochs: OpenBLAS's single-threaded products round differently from its multi-threaded
+ones (2, 3 and 4 threads agree to the bit, 1 does not), so a count that followed the load would make a
+seeded run depend on what else the machine was doing. Give the recorded count to repeat a run bit for bit.
 """
 
 import os
@@ -15,29 +18,25 @@ import time
 
 from . import blas
 
-__all__ = ["BlasThreads", "MIN_WINDOW"]
-
-MIN_WINDOW = 0.1  # seconds: shorter intervals are too coarse for the kernel's CPU counters (10 ms ticks)
+__all__ = ["choose", "BlasThreads"]
 
 
-def _sample():
-    """``(wall seconds, CPU seconds the machine spent busy, CPU seconds this process spent)``, or ``None``."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    ticks = os.sysconf("SC_CLK_TCK")
-    own = os.times()
-    return time.monotonic(), (user + nice + system + irq + softirq + steal) / ticks, own.user + own.system
+def _others_running(samples=5, interval=0.001):
+    """Tasks of other processes that keep running: the least, over ``samples`` looks ``interval`` seconds apart,
+    of those running or ready to run (``/proc/loadavg`` minus this process's running threads, OpenBLAS's
+    spinning ones included), so that a task that ran for a moment does not count; ``None`` where that cannot
+    be read."""
+    counts = []
+    for i in range(samples):
+        if i:
+            time.sleep(interval)
+        counts.append(_others_running_now())
+        if counts[-1] in (None, 0):
+            return counts[-1]
+    return min(counts)
 
 
-def _others_running():
-    """Tasks of other processes running or ready to run now (``/proc/loadavg`` minus this process's running
-    threads, OpenBLAS's spinning ones included), or ``None``."""
+def _others_running_now():
     try:
         with open("/proc/loadavg") as f:
             running = int(f.read().split()[3].split("/")[0])
@@ -52,61 +51,50 @@ def _others_running():
 
 def _parse(threads):
     if threads is None:
-        env = os.environ.get("FCNET_THREADS", "").strip()
-        if not env:
+        threads = os.environ.get("FCNET_THREADS", "").strip() or None
+        if threads is None:
             return None
-        threads = env
     try:
         value = int(threads)
     except (TypeError, ValueError):
         value = 0
-    if value < 1 or str(value) != str(threads).strip():
+    if isinstance(threads, bool) or value < 1 or str(value) != str(threads).strip():
         raise ValueError(f"threads (FCNET_THREADS) must be a positive integer, got {threads!r}")
     return value
 
 
+def choose(threads=None):
+    """The thread count for a fit: ``threads``, else ``$FCNET_THREADS``, else the cores other tasks leave free
+    (at least 1, at most what OpenBLAS has now); ``None`` where OpenBLAS's count cannot be set."""
+    fixed = _parse(threads)
+    start = blas.get_threads()
+    if fixed or start is None:
+        return fixed if start is not None else None
+    others = _others_running()
+    if others is None:
+        return start
+    return max(1, min(start, (os.cpu_count() or 1) - others))
+
+
 class BlasThreads:
-    """A context for one ``fit``: sets OpenBLAS's thread count, adapts it before each epoch, restores it after.
+    """A context for one fit: OpenBLAS uses :func:`choose`'s count inside it and its own count again after.
 
     Parameters
     ----------
     threads : int, optional
-        A fixed count; by default ``$FCNET_THREADS``, else chosen before every epoch from the free cores.
+        A fixed count; by default ``$FCNET_THREADS``, else the free cores (see :func:`choose`).
     """
 
     def __init__(self, threads=None):
-        self.fixed = _parse(threads)
-        self.start = blas.get_threads()
-        self.threads = self.fixed or self.start
-        self._last = None
+        self.threads = choose(threads)
+        self._start = None
 
     def __enter__(self):
-        if self.fixed and self.start:
-            blas.set_threads(self.fixed)
-        elif self.start:  # the first epoch: from the tasks running right now (no window has been measured yet)
-            others = _others_running()
-            if others is not None:
-                self._choose(others)
-        self._last = _sample()
+        self._start = blas.get_threads()
+        if self.threads is not None:
+            blas.set_threads(self.threads)
         return self
 
-    def _choose(self, others):
-        """Give OpenBLAS the cores that ``others`` (cores' worth of other work) leave, within 1..start."""
-        self.threads = max(1, min(self.start, int((os.cpu_count() or 1) - others + 0.5)))
-        blas.set_threads(self.threads)
-
     def __exit__(self, *exc):
-        if self.start:
-            blas.set_threads(self.start)
-
-    def before_epoch(self):
-        """Choose the count for the next epoch from what the rest of the machine did since the last choice."""
-        if self.fixed or not self.start or self._last is None:
-            return self.threads
-        now = _sample()
-        wall = now[0] - self._last[0]
-        if wall < MIN_WINDOW:
-            return self.threads  # keep counting: the window grows until it can be read
-        self._choose(max(0.0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / wall)
-        self._last = now
-        return self.threads
+        if self._start is not None:
+            blas.set_threads(self._start)

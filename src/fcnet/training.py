@@ -59,8 +59,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         ``{class: weight}``: each example's loss (and gradient) is multiplied by its class's weight, as in
         Keras (classes not named weigh 1). Integer labels only; trains on the NumPy engine.
     threads : int, optional
-        Threads for the matrix products during this fit; by default ``$FCNET_THREADS``, else chosen before every
-        epoch from the cores the rest of the machine leaves free (:mod:`fcnet.threads`).
+        Threads for the matrix products during this fit; by default ``$FCNET_THREADS``, else the cores the rest
+        of the machine leaves free when the fit starts (:mod:`fcnet.threads`); ``history.threads`` records it.
 
     Returns
     -------
@@ -96,7 +96,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     runner = make_engine(model, x, y, batch_size, engine, _class_weights(class_weight, y, model.output_dim))
 
     history = History()
-    history.engine = runner.name
+    history.engine, history.threads = runner.name, blas_threads.threads
     # History last, as in Keras: it sees what the others add.
     callbacks = [*progress_callbacks(verbose, epochs, steps), *(callbacks or []), history]
     for cb in callbacks:
@@ -106,7 +106,6 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         cb.on_train_begin({})
     with blas_threads:
         for epoch in range(initial_epoch, epochs):
-            blas_threads.before_epoch()
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {})
             order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
