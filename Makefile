@@ -48,3 +48,4 @@ test: setup lint browser
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/sklearn_bench.py --out benchmarks/results/sklearn.json
