@@ -209,7 +209,7 @@ class MLPClassifier(ClassifierMixin, _MLP):
         check_classification_targets(y)
         self.classes_ = np.unique(y if classes is None else classes)
         if len(self.classes_) < 2:
-            raise ValueError(f"a classifier needs at least 2 classes, got 1 class ({self.classes_[0]!r})")
+            raise ValueError(f"a classifier needs at least 2 classes, got 1 class ({self.classes_[0]})")
         self._n_outputs = len(self.classes_)
 
     def _targets(self, y):
