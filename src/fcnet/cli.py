@@ -166,6 +166,10 @@ def build_parser():
     report.add_argument("-o", "--output", type=Path,
                         help="the HTML file to write (default: report.html, which is never overwritten unasked)")
 
+    export = sub.add_parser("export", help="write a model as an ONNX graph, to run where fcnet is not installed")
+    export.add_argument("model", type=Path, help="a model file (model.npz)")
+    export.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+
     download = sub.add_parser("download", help="find or download a data set and verify its checksums")
     download.add_argument("dataset", choices=datasets.NAMES)
     download.add_argument("--data-dir")

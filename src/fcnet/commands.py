@@ -259,6 +259,16 @@ def cmd_serve(args):
     return 0
 
 
+def cmd_export(args):
+    from .export import OPSET, export_onnx
+
+    model = _load(args.model)
+    export_onnx(model, args.output)
+    print(f"wrote {args.output}: {model.input_dim} inputs (scaled as predict scales them) -> {model.output_dim} "
+          f"outputs, ONNX opset {OPSET}")
+    return 0
+
+
 def cmd_plot(args):
     from . import plots
     from .report import figure
@@ -295,5 +305,5 @@ def cmd_download(args):
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
             "gradcheck": cmd_gradcheck, "compare": cmd_compare, "sweep": cmd_sweep, "runs": cmd_runs,
-            "serve": cmd_serve, "plot": cmd_plot, "report": cmd_report,
+            "serve": cmd_serve, "plot": cmd_plot, "report": cmd_report, "export": cmd_export,
             "download": cmd_download}

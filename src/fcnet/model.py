@@ -435,6 +435,12 @@ class Sequential:
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise DataError(f"{path}: cannot load these weights into this model ({exc})") from None
 
+    def export_onnx(self, path):
+        """Write the model as an ONNX graph (:mod:`fcnet.export`; needs the onnx package); returns ``path``."""
+        from .export import export_onnx
+
+        return export_onnx(self, path)
+
     def save(self, path, extra=None):
         """Write the model to one ``.npz`` file: arrays plus a JSON config; see :mod:`fcnet.serialization`.
 
