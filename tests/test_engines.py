@@ -89,6 +89,27 @@ def test_compiled_epochs_equal_the_numpy_reference(engine, optimizer, hidden, dt
     assert h_jit.history["accuracy"] == h_ref.history["accuracy"]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rmsprop"])
+def test_squared_error_regression_compiled_equals_the_numpy_reference(optimizer, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(330, 20))
+    y = np.stack([x[:, :3].sum(axis=1), np.tanh(x[:, 3] * x[:, 4])], axis=1)  # two outputs
+
+    def regressor():
+        model = fcnet.Sequential([fcnet.Dense(16, "tanh", input_dim=20), fcnet.Dense(12, "relu"), fcnet.Dense(2)],
+                                 seed=0, dtype=dtype)
+        model.compile(OPTIMIZERS[optimizer](), "mse")
+        return model
+
+    (ref, h_ref), (jit, h_jit) = train_both(regressor, x, y, "numba", epochs=2, batch_size=32)
+    assert h_jit.engine == "numba"
+    rtol = TOLERANCE["numba", dtype]
+    for p, q in zip(ref.parameters, jit.parameters):
+        assert_allclose(q, p, rtol=0, atol=rtol * np.abs(p).max())
+    assert_allclose(h_jit.history["loss"], h_ref.history["loss"], rtol=rtol)
+
+
 @pytest.mark.parametrize("engine", COMPILED)
 def test_logits_output_float_inputs_and_a_validation_split(engine):
     x, y = data()
@@ -230,10 +251,13 @@ def test_auto_takes_numba_where_it_can_and_numpy_elsewhere():
     model = model_for(("relu",), "sgd", "float32")
     assert choose_engine(model, y) == "numba"
     mse = model_for(("relu",), "sgd", "float32", output="linear", loss="mse")
-    assert choose_engine(mse, np.eye(5)[y]) == "numpy"
-    assert mse.fit(x, np.eye(5)[y], epochs=1, verbose=0).engine == "numpy"
-    with pytest.raises(ValueError, match="engine 'numba' cannot train this model: only cross-entropy"):
-        mse.fit(x, np.eye(5)[y], epochs=1, verbose=0, engine="numba")
+    assert choose_engine(mse, np.eye(5)[y]) == "numba"  # squared error against float targets is compiled
+    soft_mse = model_for(("relu",), "sgd", "float32", output="softmax", loss="mse")
+    assert choose_engine(soft_mse, np.eye(5)[y]) == "numpy"
+    assert soft_mse.fit(x, np.eye(5)[y], epochs=1, verbose=0).engine == "numpy"
+    with pytest.raises(ValueError, match="engine 'numba' cannot train this model: only cross-entropy against integer "
+                                         "labels, and squared error against float targets with a linear output"):
+        soft_mse.fit(x, np.eye(5)[y], epochs=1, verbose=0, engine="numba")
     with pytest.raises(ValueError, match="engine must be one of auto, numpy, numba, cuda, got 'gpu'"):
         model.fit(x, y, engine="gpu")
 

@@ -2,8 +2,9 @@
 :mod:`fcnet.cuda` (CuPy, GPU) transcribe the same formulas and accept the same models.
 
 Covered: Dense layers with linear, ReLU, leaky ReLU, sigmoid or tanh hidden activations, a softmax (or
-logits) output with cross-entropy against integer labels, SGD (plain, momentum, Nesterov), Adam and
-RMSprop in both epsilon forms, float32 or float64.
+logits) output with cross-entropy against integer labels — or, on the CPU, a linear output with squared error
+against float targets —, SGD (plain, momentum, Nesterov), Adam and RMSprop in both epsilon forms, float32 or
+float64.
 """
 
 import numpy as np
@@ -20,15 +21,21 @@ SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP = range(5)
 STEP_ROWS = 8192  # rows per compiled call: progress callbacks run between calls, the learning rate is read per call
 
 
-def unsupported(model, y):
+def unsupported(model, y, squared_error=True):
     """Why ``model`` cannot train on targets ``y`` in a compiled engine (a short phrase), or ``None``.
 
+    ``squared_error``: the engine also compiles squared error against float targets (the CPU one does).
     Classes are matched exactly: a subclass may override the formulas the engines transcribe.
     """
     if model.dtype not in (np.float32, np.float64):
         return f"dtype {model.dtype} is not compiled"
-    if type(model.loss) not in (losses.SparseCategoricalCrossentropy, losses.CategoricalCrossentropy) or y.ndim != 1:
-        return "only cross-entropy against integer labels is compiled"
+    crossentropy = type(model.loss) in (losses.SparseCategoricalCrossentropy, losses.CategoricalCrossentropy)
+    regression = (squared_error and type(model.loss) is losses.MeanSquaredError and y.ndim == 2
+                  and type(model.layers[-1].activation) is activations.Linear)
+    if not (crossentropy and y.ndim == 1) and not regression:
+        return ("only cross-entropy against integer labels" + (", and squared error against float targets with a "
+                                                              "linear output, are" if squared_error else " is")
+                + " compiled")
     for i, layer in enumerate(model.layers):
         act, last = layer.activation, i == len(model.layers) - 1
         if type(layer) is not Dense:
@@ -79,9 +86,9 @@ class OptimizerRule:
 def check_epoch(model, x, y, order):
     """Refuse, as NumPy's indexing would, what compiled code does not bound-check: shapes, order, labels."""
     n = len(x)
-    if x.ndim != 2 or x.shape[1] != model.input_dim or len(y) != n:
+    if x.ndim != 2 or x.shape[1] != model.input_dim or len(y) != n or (y.ndim == 2 and y.shape[1] != model.output_dim):
         raise ValueError(f"x must have shape (n, {model.input_dim}) and y n entries, got {x.shape} and {len(y)}")
     if order.ndim != 1 or order.dtype.kind not in "iu" or (order.size and (order.min() < 0 or order.max() >= n)):
         raise ValueError(f"order must be a 1-D array of row indices in 0..{n - 1}")
-    if n and (y.min() < 0 or y.max() >= model.output_dim):
+    if n and y.ndim == 1 and (y.min() < 0 or y.max() >= model.output_dim):
         raise ValueError(f"labels must lie in 0..{model.output_dim - 1}, found {y.min()}..{y.max()}")

@@ -152,4 +152,4 @@ def make_engine(model, x, y, batch_size, engine="auto", class_weights=None):
         return CudaEngine(model, batch_size, x, y)
     from .jit import NumbaEngine
 
-    return NumbaEngine(model, batch_size, x.dtype, y.dtype)
+    return NumbaEngine(model, batch_size, x.dtype, y.dtype, y.ndim)

@@ -59,13 +59,15 @@ class NumbaEngine:
         Compiled, built, and accepted by :func:`unsupported`.
     batch_size : int
     x_dtype, y_dtype : numpy.dtype
+    y_ndim : int
+        1 for integer labels (cross-entropy), 2 for float targets (squared error).
         Of the inputs (``uint8`` ones are scaled by 1/255, as in :meth:`fcnet.model.Sequential.to_float`)
         and the labels: the code for them is loaded (or compiled) here, not in the first epoch.
     """
 
     name = "numba"
 
-    def __init__(self, model, batch_size, x_dtype, y_dtype=np.intp):
+    def __init__(self, model, batch_size, x_dtype, y_dtype=np.intp, y_ndim=1):
         dtype, opt, layers = model.dtype, model.optimizer, model.layers
         self.model, self.batch_size = model, batch_size
         self.gemm = blas.function("gemm", dtype)
@@ -92,7 +94,8 @@ class NumbaEngine:
         self.decays = np.array([h1, h2])  # in float64, for Adam's bias corrections 1 − beta^t
         self.per_call = max(1, STEP_ROWS // batch_size)
         self._losses, self._hits = np.empty(self.per_call), np.empty(self.per_call, dtype=np.int64)
-        self._run(np.zeros((0, widths[0]), dtype=x_dtype), np.zeros(0, y_dtype), np.zeros(0, np.intp), 0, 0)
+        y_empty = np.zeros((0,) if y_ndim == 1 else (0, widths[-1]), y_dtype)
+        self._run(np.zeros((0, widths[0]), dtype=x_dtype), y_empty, np.zeros(0, np.intp), 0, 0)
 
     def _run(self, x, y, order, first, last):
         """Steps ``first .. last - 1`` of the epoch; returns how many updated (fewer when a loss is not finite)."""
@@ -207,6 +210,21 @@ def _flush(s, tiny, zero):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _squared_error(z, delta, y, rows_idx, rows):
+    """Mean ``(z − y)²`` over the batch's entries and ``δ = 2 (z − y) / entries``: ``value_and_grad`` of
+    :class:`fcnet.losses.MeanSquaredError` for float targets. The sum runs in float64."""
+    total, k = 0.0, z.shape[1]
+    scale = 2.0 / (rows * k)
+    for r in range(rows):
+        target = y[rows_idx[r]]
+        for j in range(k):
+            d = z[r, j] - target[j]
+            total += d * d
+            delta[r, j] = d * scale
+    return total / (rows * k)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _update(p, g, s1, s2, rule, torch_form, h):
     """One optimizer step on a flat parameter, with the rules of :mod:`fcnet.optimizers` (``_update`` of
     ``SGD``, ``Adam`` and ``RMSprop``); ``h`` is the :func:`HYPER` record of this step.
@@ -265,7 +283,10 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
             _gemm(gemm, False, False, rows, m, k, one, acts[layer], k, w, m, zero, z, m)
             code = codes[layer] if layer < depth - 1 else 0  # the output stays logits: fused into the loss
             _activate(z, rows, flat_params[2 * layer + 1], code, alphas[layer], one, zero)
-        loss, hits = _crossentropy(acts[depth], deltas[depth - 1], y, rows_idx, rows)
+        if y.ndim == 1:  # decided when compiling: a specialisation per kind of target
+            loss, hits = _crossentropy(acts[depth], deltas[depth - 1], y, rows_idx, rows)
+        else:
+            loss, hits = _squared_error(acts[depth], deltas[depth - 1], y, rows_idx, rows), 0
         losses[step - first], correct[step - first] = loss, hits
         if not math.isfinite(loss):  # the contract: check the loss before anything is updated
             return step - first
