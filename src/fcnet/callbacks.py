@@ -6,10 +6,12 @@ A callback implements any of ``on_train_begin(logs)``, ``on_epoch_begin(epoch, l
 to ``logs``. What a callback sees on each engine is stated in :mod:`fcnet.engines`.
 """
 
+import csv
+import os
 import sys
 
-__all__ = ["Callback", "History", "LearningRateDecay", "ProgressBar", "EpochLog", "LivePlot", "format_logs",
-           "progress_callbacks", "interactive"]
+__all__ = ["Callback", "History", "LearningRateDecay", "LearningRateScheduler", "EarlyStopping", "ModelCheckpoint",
+           "CSVLogger", "ProgressBar", "EpochLog", "LivePlot", "format_logs", "progress_callbacks", "interactive"]
 
 
 class Callback:
@@ -57,6 +59,142 @@ class LearningRateDecay(Callback):
     def on_epoch_end(self, epoch, logs):
         logs["lr"] = self.model.optimizer.learning_rate
         self.model.optimizer.learning_rate *= self.factor
+
+
+class LearningRateScheduler(Callback):
+    """Keras': before every epoch, ``learning_rate = schedule(epoch, learning_rate)``; the epoch's rate goes to
+    ``logs["lr"]``."""
+
+    def __init__(self, schedule, verbose=0):
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs):
+        lr = float(self.schedule(epoch, float(self.model.optimizer.learning_rate)))
+        if not (lr > 0 and lr != float("inf")):
+            raise ValueError(f"the schedule gave learning rate {lr!r} for epoch {epoch + 1}; it must be finite and > 0")
+        self.model.optimizer.learning_rate = lr
+        if self.verbose:
+            print(f"epoch {epoch + 1}: learning rate {lr:.4g}")
+
+    def on_epoch_end(self, epoch, logs):
+        logs["lr"] = self.model.optimizer.learning_rate
+
+
+class _Monitor(Callback):
+    """A logged quantity watched for improvement, as Keras' callbacks watch it."""
+
+    def __init__(self, monitor, mode, min_delta=0.0):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be auto, min or max, got {mode!r}")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
+        self.best = None
+
+    def _improved(self, current, reference):
+        if reference is None:
+            return True
+        return current > reference + self.min_delta if self.mode == "max" else current < reference - self.min_delta
+
+    def _current(self, logs):
+        if self.monitor not in logs:
+            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which the epoch's logs do not have "
+                             f"(they have {', '.join(logs)}); validation metrics need validation data")
+        return logs[self.monitor]
+
+
+class EarlyStopping(_Monitor):
+    """Keras': stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``restore_best_weights``: at the end of training the model gets the weights of its best epoch.
+    ``baseline``: an epoch must also beat it to reset the patience. ``stopped_epoch`` is 0-based, 0 when not stopped.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        super().__init__(monitor, mode, min_delta)
+        self.patience, self.verbose, self.baseline = patience, verbose, baseline
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+
+    def on_train_begin(self, logs):
+        self.wait, self.stopped_epoch, self.best, self.best_epoch, self.best_weights = 0, 0, None, None, None
+
+    def on_epoch_end(self, epoch, logs):
+        current = self._current(logs)
+        if epoch < self.start_from_epoch:
+            return
+        self.wait += 1
+        if self._improved(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improved(current, self.baseline):
+                self.wait = 0
+                return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs):
+        if self.verbose and self.stopped_epoch:
+            print(f"epoch {self.stopped_epoch + 1}: early stopping (best {self.monitor} {self.best:.4f} at epoch "
+                  f"{self.best_epoch + 1})")
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(_Monitor):
+    """Keras': save the model (``model.save``, or only its weights) after every epoch, or only when ``monitor``
+    improved. ``filepath`` may name the epoch and metrics: ``"model-{epoch:02d}-{val_loss:.3f}.npz"``."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto"):
+        super().__init__(monitor, mode)
+        self.filepath, self.verbose = str(filepath), verbose
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+
+    def on_train_begin(self, logs):
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.save_best_only:
+            current = self._current(logs)
+            if not self._improved(current, self.best):
+                return
+            self.best = current
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        (self.model.save_weights if self.save_weights_only else self.model.save)(path)
+        if self.verbose:
+            print(f"epoch {epoch + 1}: saved {path}")
+
+
+class CSVLogger(Callback):
+    """Keras': one CSV row per epoch (``epoch`` and every log), flushed as it is written; ``append`` continues a
+    file (a resumed run) instead of replacing it."""
+
+    def __init__(self, filename, separator=",", append=False):
+        self.filename, self.separator, self.append = str(filename), separator, append
+        self._file = self._keys = None
+
+    def on_train_begin(self, logs):
+        self._keys = None
+        if self.append and os.path.exists(self.filename) and os.path.getsize(self.filename):
+            with open(self.filename) as f:
+                self._keys = f.readline().rstrip("\n").split(self.separator)[1:]
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+
+    def on_epoch_end(self, epoch, logs):
+        writer = csv.writer(self._file, delimiter=self.separator)
+        if self._keys is None:
+            self._keys = sorted(logs)
+            writer.writerow(["epoch", *self._keys])
+        writer.writerow([epoch, *(logs.get(k, "NA") for k in self._keys)])
+        self._file.flush()
+
+    def on_train_end(self, logs):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def format_logs(logs):
