@@ -30,11 +30,16 @@ from fcnet.compare import FcnetRunner, NotInstalled, make_runner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed001 import SeedRunner  # noqa: E402
 
-FLOP_PER_IMAGE = 2 * (784 * 300 + 300 * 10) * 2 + 2 * 300 * 10  # forward, dW of both layers, dx of layer 2
+
+def flop_per_image(model):
+    """Forward, every layer's dW, and dx of every layer but the first: 2·in·out each."""
+    sizes = [layer.input_dim * layer.units for layer in model.layers]
+    return 2 * (2 * sum(sizes) + sum(sizes[1:]))
 
 
-def lab_model(optimizer):
-    model = fcnet.Sequential([fcnet.Dense(300, "relu", input_dim=784), fcnet.Dense(10, "softmax")], seed=0)
+def lab_model(optimizer, hidden=(300,)):
+    model = fcnet.Sequential([*(fcnet.Dense(h, "relu") for h in hidden), fcnet.Dense(10, "softmax")], seed=0)
+    model.build(784)
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -67,10 +72,14 @@ def blas_info():
     return [{k: i.get(k) for k in keys} for i in threadpool_info()]
 
 
-def race(names, optimizer, batch_size, rounds, data, extra=()):
-    """Train each contender for 1 + ``rounds`` epochs on shared orders; returns rows of results."""
+def race(names, optimizer, batch_size, rounds, data, extra=(), hidden=(300,)):
+    """Train each contender for 1 + ``rounds`` epochs on shared orders; returns rows of results.
+
+    ``ratio_to_fcnet`` is the median of the per-round ratios of a contender's epoch to fcnet's (above 1:
+    fcnet is faster); ``ratio_to_torch`` is fcnet's median over torch's.
+    """
     (x, y), (xt, yt) = data
-    model = lab_model(optimizer)
+    model = lab_model(optimizer, hidden)
     runners = []
     for name in names:
         try:
@@ -90,12 +99,13 @@ def race(names, optimizer, batch_size, rounds, data, extra=()):
         timed = seconds[r.name][1:]  # the first epoch is the warm-up
         rows.append({"contender": r.name, "batch_size": batch_size, "optimizer": optimizer.get_config()["name"]
                      + (" momentum" if optimizer.get_config().get("momentum") else ""),
-                     "median": statistics.median(timed), "min": min(timed), "max": max(timed),
+                     "hidden": list(hidden), "median": statistics.median(timed), "min": min(timed), "max": max(timed),
+                     "ratio_to_fcnet": statistics.median(t / f for t, f in zip(timed, seconds["fcnet"][1:])),
                      "epochs": 1 + rounds, "test_accuracy": r.evaluate(xt, yt)[1]})
     torch_median = next((row["median"] for row in rows if row["contender"] == "torch"), None)
     for row in rows:
         row["ratio_to_torch"] = row["median"] / torch_median if torch_median else None
-        row["gflops"] = FLOP_PER_IMAGE * len(x) / row["median"] / 1e9
+        row["gflops"] = flop_per_image(model) * len(x) / row["median"] / 1e9
     return rows
 
 
@@ -217,13 +227,13 @@ def main():
     rows = []
     for batch in map(int, args.batch_sizes.split(",")):
         extra = [numpy_reference] + ([lambda m, b: SeedRunner(m, b, 0.1)] if batch == 64 else [])
-        names = ["fcnet", "torch", "keras"] if batch == 64 else ["fcnet", "torch"]
+        names = ["fcnet", "torch", "jax", "keras"] if batch == 64 else ["fcnet", "torch", "jax"]
         print(f"SGD, batch {batch} ...", flush=True)
         rows += race(names, fcnet.SGD(lr=0.1), batch, args.rounds, data, extra)
     for optimizer in (fcnet.SGD(lr=0.05, momentum=0.9), fcnet.Adam(lr=1e-3)):
         print(f"{optimizer.get_config()['name']}{' momentum' if optimizer.get_config().get('momentum') else ''}, "
               "batch 64 ...", flush=True)
-        rows += race(["fcnet", "torch"], optimizer, 64, args.rounds, data, [numpy_reference])
+        rows += race(["fcnet", "torch", "jax"], optimizer, 64, args.rounds, data, [numpy_reference])
     predict = predict_race(data)
     rss = {name: peak_rss_mb(name) for name in ("fcnet", "fcnet-np", "torch", "seed001")}
     busy = contended(data, args.rounds)

@@ -33,9 +33,10 @@ def unsupported(model, y, squared_error=True):
     regression = (squared_error and type(model.loss) is losses.MeanSquaredError and y.ndim == 2
                   and type(model.layers[-1].activation) is activations.Linear)
     if not (crossentropy and y.ndim == 1) and not regression:
-        return ("only cross-entropy against integer labels" + (", and squared error against float targets with a "
-                                                              "linear output, are" if squared_error else " is")
-                + " compiled")
+        if squared_error:
+            return ("only cross-entropy against integer labels, and squared error against float targets with a "
+                    "linear output, are compiled")
+        return "only cross-entropy against integer labels is compiled"
     for i, layer in enumerate(model.layers):
         act, last = layer.activation, i == len(model.layers) - 1
         if type(layer) is not Dense:
