@@ -93,7 +93,7 @@ def test_predict_images(idx_dir, tmp_path):
         (["--activation", "swish"], "argument --activation: invalid choice: 'swish'"),
         (["--hidden", "300,x"], "must be integers ≥ 1 separated by commas"),
         (["--validation-split", "1"], "must be in [0, 1)"),
-        (["--dataset", "cifar"], "must be one of mnist, fashion-mnist, kmnist or idx:DIR"),
+        (["--dataset", "cifar"], "must be one of mnist, fashion-mnist, kmnist, idx:DIR, or a table"),
         (["--optimizer", "adam", "--momentum", "0.9"], "momentum applies to optimizer sgd only"),
     ],
 )

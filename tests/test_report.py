@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from fcnet.cli import main
-from fcnet.report import FIGURES
+from fcnet.report import FIGURES, kinds
+from fcnet.saving import load_model
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = shutil.which("chromium")
@@ -26,8 +27,12 @@ def runs(tmp_path_factory):
     return root
 
 
+IMAGE_FIGURES = ("curves", "confusion", "predictions", "mistakes", "weights")
+
+
 def test_train_out_saves_every_figure_and_per_class_metrics(runs):
-    for filename, _ in FIGURES.values():
+    assert kinds(load_model(runs / "sgd" / "model.npz")) == IMAGE_FIGURES
+    for filename in (FIGURES[kind][0] for kind in IMAGE_FIGURES):
         assert (runs / "sgd" / filename).read_bytes()[:4] == b"\x89PNG"
     metrics = json.loads((runs / "sgd" / "metrics.json").read_text())
     assert len(metrics["per_class"]) == 10 and sum(r["support"] for r in metrics["per_class"]) == 200
@@ -36,7 +41,7 @@ def test_train_out_saves_every_figure_and_per_class_metrics(runs):
     assert correct / 200 == pytest.approx(metrics["test"]["accuracy"])
 
 
-@pytest.mark.parametrize("kind", list(FIGURES))
+@pytest.mark.parametrize("kind", IMAGE_FIGURES)
 def test_plot_command_writes_one_figure(runs, kind, tmp_path):
     assert main(["plot", str(runs / "sgd"), "--kind", kind, "-o", str(tmp_path / f"{kind}.png")]) == 0
     assert (tmp_path / f"{kind}.png").read_bytes()[:4] == b"\x89PNG"
@@ -47,7 +52,7 @@ def test_report_is_one_self_contained_file(runs, tmp_path):
     assert main(["report", str(runs / "sgd"), str(runs / "adam"), "-o", str(out)]) == 0
     page = out.read_text()
     assert not re.search(r"(src|href)=\"(https?:|file:|/)", page)  # nothing to fetch: every image inline
-    assert page.count('src="data:image/png;base64,') == 1 + 2 * len(FIGURES)  # overlay + each run's figures
+    assert page.count('src="data:image/png;base64,') == 1 + 2 * len(IMAGE_FIGURES)  # overlay + each run's figures
     metrics = json.loads((runs / "adam" / "metrics.json").read_text())
     assert f"{metrics['test']['accuracy']:.4f}" in page
     assert main(["report", str(tmp_path / "nope"), "-o", str(out)]) == 1
@@ -71,6 +76,6 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()
-    assert len(widths) == 1 + 2 * len(FIGURES) and all(w > 0 for w in widths)
+    assert len(widths) == 1 + 2 * len(IMAGE_FIGURES) and all(w > 0 for w in widths)
     assert tables >= 1 + 2 * 3  # comparison, then final / per-epoch / per-class for each run
     assert "adam" in comparison and "sgd" in comparison

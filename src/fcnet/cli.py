@@ -22,7 +22,9 @@ from .commands import COMMANDS, COMPARE_EPOCHS, UsageError
 from .config import TrainConfig
 from .errors import FcnetError, RunInterrupted
 from .records import PREPARATIONS
+from .report import FIGURES
 from .run import RESUMABLE
+from .runstore import METRICS
 from .sweep import MAX_TRIALS, bundled_sweeps
 
 __all__ = ["main", "build_parser"]
@@ -89,8 +91,8 @@ def build_parser():
     parser.subcommands = sub.choices  # name → its parser, for errors in the subcommand's own words
 
     train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)")
-    _config_flags(train, (*NETWORK, *TRAINING, "loss", "lr_decay", "validation_split", "preparation",
-                  "threads"))
+    _config_flags(train, (*NETWORK, *TRAINING, "target", "task", "test_split", "loss", "lr_decay", "validation_split",
+                          "preparation", "threads"))
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
@@ -107,12 +109,15 @@ def build_parser():
     evaluate = sub.add_parser("evaluate", help="test loss and accuracy of a saved model")
     evaluate.add_argument("model", type=Path)
     evaluate.add_argument("--dataset", type=_setting("dataset"),
-                          help="data set to test on (default: the one the model was trained on)")
+                          help="data set to test on (default: the one the model was trained on); for a model "
+                               "trained on a table, the table of rows to test on (csv:PATH, parquet:PATH, npz:PATH)")
     evaluate.add_argument("--data-dir")
 
-    predict = sub.add_parser("predict", help="classify image files with a saved model")
+    predict = sub.add_parser("predict", help="classify image files, or predict the rows of a table, with a saved model")
     predict.add_argument("model", type=Path)
-    predict.add_argument("images", type=Path, nargs="+")
+    predict.add_argument("images", type=Path, nargs="+", metavar="FILE",
+                         help="image files, or for a model trained on a table one table (csv, parquet, npz)")
+    predict.add_argument("-o", "--output", type=Path, help="a table model's predictions as CSV (default: stdout)")
     predict.add_argument("--style", choices=["auto", *PREPARATIONS], default="auto",
                          help="digits: crop, scale to 20x20 and centre by mass like MNIST; fit: resize the whole "
                               "picture; auto: the model's own (digits for mnist and kmnist models, fit otherwise)")
@@ -146,7 +151,7 @@ def build_parser():
     runs.add_argument("id", nargs="?", help="run id (or a unique prefix) for show")
     runs.add_argument("--store", type=Path, default=Path("."), help="runs.sqlite or the folder that holds it")
     runs.add_argument("--metric", default="test_accuracy",
-                      choices=["test_accuracy", "test_loss", "seconds_per_epoch", "total_seconds"])
+                      choices=METRICS)
     runs.add_argument("-n", type=positive_int, default=10, help="how many runs for best")
 
     serve = sub.add_parser("serve", help="a web page to draw a digit and see the model's prediction")
@@ -156,8 +161,8 @@ def build_parser():
 
     plot = sub.add_parser("plot", help="draw one figure of a run folder")
     plot.add_argument("run", type=Path, help="a folder written by fcnet train --out")
-    plot.add_argument("--kind", choices=["curves", "confusion", "predictions", "mistakes", "weights"],
-                      default="curves")
+    plot.add_argument("--kind", choices=list(FIGURES), default="curves",
+                      help="regression: a table regression's predictions against the truth")
     plot.add_argument("-o", "--output", type=Path, required=True, help="PNG or SVG file to write")
     plot.add_argument("--data-dir")
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets
+from . import datasets, tables
 from .config import TrainConfig, trial_name
 from .errors import FcnetError
-from .records import ModelInfo, RunMetrics
-from .run import build_model, checkpoint_config, prepare, train_run
+from .records import TEST_NAMES, ModelInfo, RunMetrics
+from .run import build_model, checkpoint_config, load_data, prepare, test_metrics, train_run
 
 __all__ = ["COMMANDS", "UsageError", "COMPARE_EPOCHS"]
 
@@ -81,11 +81,20 @@ def cmd_evaluate(args):
     model = _load(args.model)
     if model.loss is None:
         raise FcnetError(f"{args.model}: the model was saved without a loss; it cannot be evaluated")
-    dataset = _dataset_of(model, args.model, args.dataset)
-    _, (x_test, y_test) = datasets.load(dataset, args.data_dir)
-    _check_width(model, x_test, dataset)
-    test = model.evaluate(x_test, y_test)
-    print(f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}  ({len(x_test)} {dataset} images)")
+    spec = tables.spec_of(model)
+    if spec is not None:
+        if args.dataset is None or not tables.is_table(args.dataset):
+            raise UsageError(f"{args.model} was trained on a table: give the rows to evaluate it on, with their "
+                             f"{spec.target!r} column, as --dataset csv:PATH (or parquet:, npz:)")
+        table = tables.read_table(args.dataset)
+        x, y, source = spec.transform(table, model.dtype), spec.targets(table, model.dtype), f"{args.dataset} rows"
+    else:
+        dataset = _dataset_of(model, args.model, args.dataset)
+        _, (x, y) = datasets.load(dataset, args.data_dir)
+        _check_width(model, x, dataset)
+        source = f"{dataset} images"
+    results = test_metrics(model, x, y)
+    print("  ".join(f"test {TEST_NAMES.get(k, k)} {v:.4f}" for k, v in results.items()) + f"  ({len(x)} {source})")
     return 0
 
 
@@ -96,9 +105,14 @@ def _check_width(model, x, source):
 
 
 def cmd_predict(args):
+    model = _load(args.model)
+    spec = tables.spec_of(model)
+    if spec is not None:
+        return _predict_table(model, spec, args)
+    if args.output is not None:
+        raise UsageError("-o/--output writes a table's predictions; this model classifies pictures")
     from .images import is_blank, load_image
 
-    model = _load(args.model)
     info = ModelInfo.of(model)
     if info.image_shape is None:
         raise FcnetError(f"{args.model}: the model's {model.input_dim} inputs are not an image")
@@ -112,6 +126,42 @@ def cmd_predict(args):
     for path, p in zip(args.images, probs):
         k = int(p.argmax())
         print(f"{path}: {info.class_names[k]} ({p[k]:.3f})")
+    return 0
+
+
+def _predict_table(model, spec, args):
+    """``fcnet predict MODEL rows.csv [-o predictions.csv]``: one output row per input row."""
+    import csv
+    import io
+
+    if len(args.images) != 1:
+        raise UsageError(f"{args.model} was trained on a table: give one table of rows to predict (csv, parquet "
+                         "or npz), not several files")
+    table = tables.read_table(str(args.images[0]))
+    x = spec.transform(table, model.dtype)
+    unknown = spec.unknown(table)
+    for i, column, value in unknown[:5]:
+        print(f"fcnet: warning: {table.where(i)}: {column!r} is {value!r}, a category training never saw "
+              "(encoded as none of them)", file=sys.stderr)
+    if len(unknown) > 5:
+        print(f"fcnet: warning: {len(unknown) - 5} more cells hold categories training never saw", file=sys.stderr)
+    out = model.predict(x)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    if spec.task == "regression":
+        writer.writerow([spec.target])
+        writer.writerows([f"{v:.10g}"] for v in spec.decode(out))
+    else:
+        writer.writerow([spec.target, *(f"p_{c}" for c in spec.classes)])
+        probs = model.predict_proba(x)
+        writer.writerows([spec.classes[int(p.argmax())], *(f"{q:.6f}" for q in p)] for p in probs)
+    if args.output is None:
+        sys.stdout.write(text.getvalue())
+    else:
+        from .files import atomic_write
+
+        atomic_write(args.output, lambda f: f.write(text.getvalue().encode()))
+        print(f"wrote {args.output}: {len(x)} predictions of {spec.target!r}", file=sys.stderr)
     return 0
 
 
@@ -277,9 +327,17 @@ def cmd_plot(args):
     model = x_test = y_test = None
     if args.kind != "curves":
         model = _load(args.run / "model.npz")
-        dataset = _dataset_of(model, args.run / "model.npz", None)
-        _, (x_test, y_test) = datasets.load(dataset, args.data_dir or metrics.config.get("data_dir"))
-        _check_width(model, x_test, dataset)
+        if tables.spec_of(model) is not None:  # the run's own test rows: the same file, split the same way
+            try:
+                config = TrainConfig.from_dict({k: v for k, v in metrics.config.items()
+                                                if k in TrainConfig.field_names()})
+            except ValueError as exc:
+                raise FcnetError(f"{args.run / 'metrics.json'}: invalid settings ({exc})") from None
+            _, (x_test, y_test), _ = load_data(config)
+        else:
+            dataset = _dataset_of(model, args.run / "model.npz", None)
+            _, (x_test, y_test) = datasets.load(dataset, args.data_dir or metrics.config.get("data_dir"))
+            _check_width(model, x_test, dataset)
     plots.save(figure(args.kind, model, metrics, x_test, y_test), args.output)
     print(f"wrote {args.output}")
     return 0

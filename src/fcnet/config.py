@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 
-from . import activations, datasets, losses, optimizers
+from . import activations, datasets, losses, optimizers, tables
 from .engines import ENGINES
 from .records import PREPARATIONS
 
@@ -70,9 +70,11 @@ def _hidden(value):
 
 
 def _dataset(value):
-    if value in datasets.NAMES or (isinstance(value, str) and value.startswith("idx:") and len(value) > 4):
+    if value in datasets.NAMES or (isinstance(value, str) and value.startswith("idx:") and len(value) > 4) or (
+            tables.is_table(value)):
         return value
-    raise ValueError(f"must be one of {', '.join(datasets.NAMES)} or idx:DIR")
+    raise ValueError(f"must be one of {', '.join(datasets.NAMES)}, idx:DIR, or a table: csv:PATH, parquet:PATH, "
+                     "npz:PATH")
 
 
 def _optional(check):
@@ -97,7 +99,14 @@ class TrainConfig:
     Parameters
     ----------
     dataset : str
-        ``mnist``, ``fashion-mnist``, ``kmnist`` or ``idx:DIR`` (any folder of the four IDX files).
+        ``mnist``, ``fashion-mnist``, ``kmnist``, ``idx:DIR`` (any folder of the four IDX files), or a table:
+        ``csv:PATH``, ``parquet:PATH``, ``npz:PATH`` (:mod:`fcnet.tables`).
+    target : str, optional
+        A table's target column (``y`` in an ``.npz``); tables only.
+    task : {"classification", "regression"}
+        What a table's target is: class labels (softmax output) or numbers (one linear output, loss ``mse``).
+    test_split : float in (0, 1)
+        The fraction of a table's rows held out at random as its test set, when the file has none.
     data_dir : str, optional
         Folder searched first for the data set (default ``$FCNET_DATA``); not part of the identity.
     limit : int, optional
@@ -132,6 +141,11 @@ class TrainConfig:
     """
 
     dataset: str = _field("mnist", _dataset, "data set name or idx:DIR")
+    target: str | None = _field(None, _optional(str), "the table column to predict (tables only)")
+    task: str = _field("classification", _Choice(tables.TASKS), "a table's target: class labels, or numbers "
+                       "(regression: a linear output and loss mse)")
+    test_split: float = _field(0.2, _Check(float, lambda v: 0 < v < 1, "in (0, 1)"),
+                               "fraction of a table's rows held out as its test set (when it has none)")
     data_dir: str | None = _field(None, _optional(str), "folder searched first for the data set ($FCNET_DATA)")
     limit: int | None = _field(None, _optional(_positive_int), "use only the first N training images")
     hidden: tuple = _field((300,), _hidden, "hidden layer widths, e.g. 256,128,64,64")
@@ -166,6 +180,20 @@ class TrainConfig:
                 raise ValueError(f"{f.name} {exc}, got {getattr(self, f.name)!r}") from None
         if self.momentum and self.optimizer != "sgd":
             raise ValueError("momentum applies to optimizer sgd only")
+        if not self.is_table and (self.target is not None or self.task != "classification" or self.test_split != 0.2):
+            raise ValueError("target, task and test_split apply to tables (csv:, parquet:, npz:) only; "
+                             f"{self.dataset} has its own labels and test set")
+        if self.is_table and self.target is None and not self.dataset.startswith("npz:"):
+            raise ValueError(f"name the target column of {self.dataset} (target, --target COLUMN)")
+        if self.task == "regression" and self.loss != "mse":
+            if self.loss != TrainConfig.loss:
+                raise ValueError(f"regression trains with loss mse, not {self.loss}")
+            object.__setattr__(self, "loss", "mse")  # the loss left at its default follows the task
+
+    @property
+    def is_table(self):
+        """Whether the data set is a table (:mod:`fcnet.tables`)."""
+        return tables.is_table(self.dataset)
 
     @classmethod
     def from_dict(cls, settings):

@@ -13,7 +13,7 @@ import numpy as np
 from .errors import FcnetError
 
 __all__ = ["pyplot", "learning_curves", "confusion_matrix", "confusion_figure", "prediction_grid", "confident_mistakes",
-           "first_layer_weights", "classification_report", "save"]
+           "first_layer_weights", "regression_figure", "classification_report", "save"]
 
 
 def pyplot():
@@ -46,10 +46,13 @@ def learning_curves(runs, labels=None):
     plt = pyplot()
     runs = runs if isinstance(runs, (list, tuple)) else [runs]
     labels = labels or [""] * len(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    keys = [k for k in ("loss", "accuracy") if k == "loss" or any(
+        v is not None for run in runs for v in _epochs(run).get(k) or [])]  # a regression has no accuracy
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    axes = axes[0]
     for run, label, color in zip(runs, labels, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10):
         h = _epochs(run)
-        for ax, key in zip(axes, ("loss", "accuracy")):
+        for ax, key in zip(axes, keys):
             for prefix, style in (("", "-"), ("val_", "--")):
                 values = [v for v in h.get(prefix + key) or [] if v is not None]
                 if values:
@@ -58,7 +61,7 @@ def learning_curves(runs, labels=None):
                             label=name)
     from matplotlib.ticker import MaxNLocator
 
-    for ax, key in zip(axes, ("loss", "accuracy")):
+    for ax, key in zip(axes, keys):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
@@ -159,6 +162,29 @@ def first_layer_weights(model, k=25, shape=(28, 28)):
     fig.suptitle(f"First-layer weights of {k} hidden units")
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     fig.colorbar(image, cax=fig.add_axes((0.92, 0.15, 0.02, 0.7)), label="weight")
+    return fig
+
+
+def regression_figure(y_true, y_pred, name="target"):
+    """A regression's test predictions: predicted against true (the diagonal is perfect), and the residuals."""
+    plt = pyplot()
+    from .tables import regression_scores
+
+    scores = regression_scores(y_true, y_pred)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    left.scatter(y_true, y_pred, s=6, alpha=0.4, edgecolors="none")
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    left.plot([low, high], [low, high], "k--", linewidth=1, label="predicted = true")
+    left.set_xlabel(f"true {name}")
+    left.set_ylabel(f"predicted {name}")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    right.hist(y_pred - y_true, bins=50, color="tab:orange")
+    right.set_xlabel(f"predicted − true {name}")
+    right.set_ylabel("test rows")
+    right.grid(alpha=0.3)
+    fig.suptitle(f"Test predictions — R² {scores['r2']:.4f}, mean absolute error {scores['mae']:.4g}")
+    fig.tight_layout()
     return fig
 
 

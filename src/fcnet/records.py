@@ -15,10 +15,11 @@ from pathlib import Path
 from .errors import DataError
 from .files import atomic_write
 
-__all__ = ["RunMetrics", "ModelInfo", "DIGIT_SETS", "PREPARATIONS"]
+__all__ = ["RunMetrics", "ModelInfo", "DIGIT_SETS", "PREPARATIONS", "TEST_NAMES"]
 
 DIGIT_SETS = ("mnist", "kmnist")  # drawn characters: pictures are prepared the MNIST way
 PREPARATIONS = ("digits", "fit")
+TEST_NAMES = {"loss": "loss", "accuracy": "accuracy", "r2": "R²", "mae": "MAE"}  # RunMetrics.test's keys, shown
 EPOCH_KEYS = ("epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -41,7 +42,8 @@ class RunMetrics:
     engine : str
         The engine that trained it (``numpy`` or ``numba``).
     test : dict
-        ``{"loss": float, "accuracy": float}`` on the test set.
+        ``{"loss": float, "accuracy": float}`` on the test set; a table regression's has ``r2`` and ``mae``
+        instead of ``accuracy`` (see :func:`fcnet.run.test_metrics`).
     per_class, confusion : list, optional
         Per-class precision/recall/F1/support and the confusion counts, added with the figures.
     """
@@ -122,6 +124,9 @@ class ModelInfo:
         models with no recorded data set (fcnet's drawing page and the seeds' models are digits),
         ``fit`` otherwise.
     test_accuracy : float or None
+    table : dict or None
+        A model trained on a table: how rows become its inputs (:meth:`fcnet.tables.TableSpec.to_metadata`;
+        :func:`fcnet.tables.spec_of` reads and checks it). Such a model has no image shape.
     """
 
     dataset: str | None
@@ -129,6 +134,7 @@ class ModelInfo:
     image_shape: tuple | None
     preparation: str
     test_accuracy: float | None = None
+    table: dict | None = None
 
     @classmethod
     def of(cls, model):
@@ -138,8 +144,11 @@ class ModelInfo:
         names = meta.get("class_names")
         if not (isinstance(names, list) and len(names) == model.output_dim):
             names = [str(i) for i in range(model.output_dim)]
+        table = meta.get("table") if isinstance(meta.get("table"), dict) else None
         shape = meta.get("image_shape")
-        if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)
+        if table is not None:
+            shape = None
+        elif not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)
                 and shape[0] * shape[1] == model.input_dim):
             side = math.isqrt(model.input_dim)
             shape = (side, side) if side * side == model.input_dim else None
@@ -148,13 +157,14 @@ class ModelInfo:
             preparation = "digits" if dataset is None or dataset in DIGIT_SETS else "fit"
         accuracy = meta.get("test_accuracy")
         accuracy = float(accuracy) if isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool) else None
-        return cls(dataset, tuple(map(str, names)), shape and tuple(shape), preparation, accuracy)
+        return cls(dataset, tuple(map(str, names)), shape and tuple(shape), preparation, accuracy, table)
 
     def to_metadata(self):
         """The JSON dict to store as ``model.metadata``."""
         return {"dataset": self.dataset, "class_names": list(self.class_names),
                 "image_shape": list(self.image_shape) if self.image_shape else None,
-                "preparation": self.preparation, "test_accuracy": self.test_accuracy}
+                "preparation": self.preparation, "test_accuracy": self.test_accuracy,
+                **({"table": self.table} if self.table is not None else {})}
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

@@ -11,11 +11,11 @@ import base64
 import html
 from pathlib import Path
 
-from . import plots
+from . import plots, tables
 from .config import trial_name, varied
-from .records import ModelInfo, RunMetrics
+from .records import TEST_NAMES, ModelInfo, RunMetrics
 
-__all__ = ["FIGURES", "save_figures", "figure", "write_report"]
+__all__ = ["FIGURES", "kinds", "save_figures", "figure", "write_report"]
 
 FIGURES = {
     "curves": ("curves.png", "Learning curves"),
@@ -23,7 +23,17 @@ FIGURES = {
     "predictions": ("predictions.png", "Test predictions"),
     "mistakes": ("mistakes.png", "Most confident mistakes"),
     "weights": ("weights.png", "First-layer weights"),
+    "regression": ("regression.png", "Test predictions against the truth"),
 }
+
+
+def kinds(model):
+    """The figures that mean something for ``model``: pictures of inputs need an image model, a regression has
+    no classes."""
+    spec = tables.spec_of(model)
+    if spec is None:
+        return ("curves", "confusion", "predictions", "mistakes", "weights")
+    return ("curves", "regression") if spec.task == "regression" else ("curves", "confusion")
 
 
 def figure(kind, model, metrics, x_test, y_test):
@@ -33,6 +43,11 @@ def figure(kind, model, metrics, x_test, y_test):
     """
     if kind == "curves":
         return plots.learning_curves(metrics)
+    if kind not in kinds(model):
+        raise ValueError(f"figure {kind!r} does not fit this model; its figures are {', '.join(kinds(model))}")
+    if kind == "regression":
+        spec = tables.spec_of(model)
+        return plots.regression_figure(spec.decode(y_test), spec.decode(model.predict(x_test)), spec.target)
     info = ModelInfo.of(model)
     names, shape = list(info.class_names), info.image_shape or (1, model.input_dim)
     if kind == "weights":
@@ -50,13 +65,15 @@ def figure(kind, model, metrics, x_test, y_test):
 
 def save_figures(folder, model, metrics, x_test, y_test):
     """Write every figure into ``folder``; set ``per_class`` and ``confusion`` of ``metrics`` (a RunMetrics)."""
-    names = list(ModelInfo.of(model).class_names)
-    pred = model.predict_proba(x_test).argmax(axis=1)
-    metrics.per_class = plots.classification_report(y_test, pred, names)
-    metrics.confusion = plots.confusion_matrix(y_test, pred, len(names)).tolist()
-    for kind, (filename, _) in FIGURES.items():
-        plots.save(figure(kind, model, metrics, x_test, y_test), Path(folder) / filename)
-    return [Path(folder) / filename for filename, _ in FIGURES.values()]
+    if "confusion" in kinds(model):
+        names = list(ModelInfo.of(model).class_names)
+        pred = model.predict_proba(x_test).argmax(axis=1)
+        metrics.per_class = plots.classification_report(y_test, pred, names)
+        metrics.confusion = plots.confusion_matrix(y_test, pred, len(names)).tolist()
+    paths = [Path(folder) / FIGURES[kind][0] for kind in kinds(model)]
+    for kind, path in zip(kinds(model), paths):
+        plots.save(figure(kind, model, metrics, x_test, y_test), path)
+    return paths
 
 
 def _img(data, alt):
@@ -98,9 +115,8 @@ def _run_section(folder, metrics, name):
                     "config")]
     test = metrics.test
     parts += ["<h3>Final metrics</h3>",
-              _table(["test loss", "test accuracy", "steps per epoch", "total seconds"],
-                     [[test.get("loss"), test.get("accuracy"), metrics.steps_per_epoch, metrics.total_seconds]],
-                     "metrics final")]
+              _table([f"test {TEST_NAMES.get(k, k)}" for k in test] + ["steps per epoch", "total seconds"],
+                     [[*test.values(), metrics.steps_per_epoch, metrics.total_seconds]], "metrics final")]
     parts += ["<h3>Per epoch</h3>",
               _table(["epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"],
                      [[e.get(k) for k in ("epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy")]
@@ -119,18 +135,20 @@ def _run_section(folder, metrics, name):
 
 def _sweep_section(folder):
     """A sweep folder's ranked table and figures; returns (html, folders of its best finished trials)."""
-    from .runstore import RunStore
+    from .runstore import RunStore, score_metric
 
     store = RunStore(folder / "runs.sqlite")
     try:
-        ranked = store.best("test_accuracy", 10**6)
+        metric = score_metric(r["config"] for r in store.runs())
+        ranked = store.best(metric, 10**6)
     finally:
         store.close()
     keys = varied([r["config"] for r in ranked])
-    rows = [[i + 1, r["id"], *(r["config"].get(k) for k in keys), r["test_accuracy"], r["seconds_per_epoch"]]
+    rows = [[i + 1, r["id"], *(r["config"].get(k) for k in keys), r[metric], r["seconds_per_epoch"]]
             for i, r in enumerate(ranked)]
     parts = [f'<h2 id="{_anchor(folder)}">Sweep {html.escape(str(folder))}</h2>',
-             _table(["rank", "id", *keys, "test accuracy", "s / epoch"], rows, "metrics sweep")]
+             _table(["rank", "id", *keys, metric.replace("_", " ").replace("r2", "R²"), "s / epoch"], rows,
+                    "metrics sweep")]
     for name, title in (("sweep_axes.png", "Test accuracy along each axis"),
                         ("sweep_curves.png", "Learning curves of the best trials")):
         if (folder / name).is_file():
@@ -160,12 +178,13 @@ def write_report(folders, out):
         for folder, m in runs:
             c = m.config
             rows.append([str(folder), f"{m.architecture} {c.get('activation', '')}", c.get("optimizer"), c.get("lr"),
-                         c.get("batch_size"), len(m.epochs), m.test.get("accuracy"), m.seconds_per_epoch])
+                         c.get("batch_size"), len(m.epochs), m.test.get("accuracy", m.test.get("r2")),
+                         m.seconds_per_epoch])
         rows.sort(key=lambda r: -(r[6] or 0))
         curves = plots.learning_curves([m for _, m in runs], labels=[names[f] for f, _ in runs])
         nav.append(("comparison", "Comparison"))
         sections += ['<h2 id="comparison">Comparison</h2>',
-                     _table(["run", "network", "optimizer", "lr", "batch", "epochs", "test accuracy",
+                     _table(["run", "network", "optimizer", "lr", "batch", "epochs", "test accuracy (R²)",
                              "s / epoch (median)"], rows, "metrics comparison"),
                      _img(_figure_png(curves), "Learning curves of every run")]
     sections += [_run_section(folder, m, names[folder]) for folder, m in runs]

@@ -21,17 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets
+from . import datasets, tables
 from .callbacks import EpochLog, LearningRateDecay, ProgressBar
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint
 from .config import TrainConfig
 from .errors import FcnetError, RunInterrupted
 from .layers import Dense
 from .model import Sequential
-from .records import DIGIT_SETS, ModelInfo, RunMetrics
+from .records import DIGIT_SETS, TEST_NAMES, ModelInfo, RunMetrics
 from .threads import choose as choose_threads
 
-__all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "RESUMABLE"]
+__all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "test_metrics", "load_data",
+           "RESUMABLE"]
 
 RESUMABLE = ("epochs", "engine", "data_dir", "preparation", "threads")  # the settings a resumed run may change
 
@@ -60,12 +61,34 @@ class RunResult:
     files: list = dataclasses.field(default_factory=list)
 
 
-def build_model(hidden, activation, n_in, n_classes, seed, dtype):
-    """The network ``fcnet train`` trains: hidden ``Dense`` layers of ``activation``, then a softmax output."""
-    widths = [*hidden, n_classes]
-    acts = [activation] * len(hidden) + ["softmax"]
+def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax"):
+    """The network ``fcnet train`` trains: hidden ``Dense`` layers of ``activation``, then an ``output`` layer
+    (a softmax over the classes, or ``linear`` for regression)."""
+    widths = [*hidden, n_out]
+    acts = [activation] * len(hidden) + [output]
     layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None) for i, (w, a) in enumerate(zip(widths, acts))]
     return Sequential(layers, seed=seed, dtype=dtype)
+
+
+def load_data(config):
+    """``(x_train, y_train), (x_test, y_test), ModelInfo`` of a run's data (``limit`` applied)."""
+    if config.is_table:
+        from . import tables
+
+        train, test, spec = tables.load(config.dataset, config.target, config.task, config.test_split, config.seed,
+                                        config.limit, 1 - config.validation_split, config.dtype)
+        info = ModelInfo(dataset=config.dataset, class_names=spec.classes, image_shape=None, preparation="fit",
+                         table=spec.to_metadata())
+        return train, test, info
+    (x_train, y_train), (x_test, y_test) = datasets.load(config.dataset, config.data_dir)
+    if config.limit:
+        x_train, y_train = x_train[:config.limit], y_train[:config.limit]
+    registered = config.dataset in datasets.NAMES
+    n_classes = len(datasets.class_names(config.dataset)) if registered else int(max(y_train.max(), y_test.max())) + 1
+    names = datasets.class_names(config.dataset) if registered else [str(i) for i in range(n_classes)]
+    info = ModelInfo(dataset=config.dataset, class_names=tuple(names)[:n_classes], image_shape=tuple(x_train.shape[1:]),
+                     preparation=config.preparation or ("digits" if config.dataset in DIGIT_SETS else "fit"))
+    return (x_train, y_train), (x_test, y_test), info
 
 
 def prepare(config):
@@ -75,25 +98,19 @@ def prepare(config):
     -------
     (x_train, y_train), (x_test, y_test), model
     """
-    (x_train, y_train), (x_test, y_test) = datasets.load(config.dataset, config.data_dir)
-    if config.limit:
-        x_train, y_train = x_train[:config.limit], y_train[:config.limit]
+    (x_train, y_train), (x_test, y_test), info = load_data(config)
     if config.validation_split and int(len(x_train) * (1 - config.validation_split)) in (0, len(x_train)):
         raise FcnetError(f"validation_split {config.validation_split} leaves no training or no validation data "
-                         f"out of {len(x_train)} images")
-    registered = config.dataset in datasets.NAMES
-    n_classes = len(datasets.class_names(config.dataset)) if registered else int(max(y_train.max(), y_test.max())) + 1
+                         f"out of {len(x_train)} {'rows' if config.is_table else 'images'}")
+    regression = config.task == "regression"
     n_in = int(np.prod(x_train.shape[1:]))
-    model = build_model(config.hidden, config.activation, n_in, n_classes, config.seed, config.dtype)
-    names = datasets.class_names(config.dataset) if registered else [str(i) for i in range(n_classes)]
-    info = ModelInfo(dataset=config.dataset, class_names=tuple(names)[:n_classes],
-                     image_shape=tuple(x_train.shape[1:]),
-                     preparation=config.preparation or ("digits" if config.dataset in DIGIT_SETS else "fit"))
+    model = build_model(config.hidden, config.activation, n_in, 1 if regression else len(info.class_names),
+                        config.seed, config.dtype, output="linear" if regression else "softmax")
     model.metadata = info.to_metadata()
     optimizer = {"name": config.optimizer, "learning_rate": config.lr}
     if config.momentum:
         optimizer["momentum"] = config.momentum
-    model.compile(optimizer=optimizer, loss=config.loss, metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss=config.loss, metrics=None if regression else ["accuracy"])
     return (x_train, y_train), (x_test, y_test), model
 
 
@@ -130,6 +147,17 @@ def _resume(config, out):
     if config.epochs < state["epoch"]:
         raise ValueError(f"{out} has already trained {state['epoch']} epochs; epochs must be at least that")
     return model, state
+
+
+def test_metrics(model, x_test, y_test):
+    """A trained run's test results: ``{"loss", "accuracy"}``, or for a table regression ``{"loss", "r2", "mae"}``
+    (R² and mean absolute error in the target's own units)."""
+    test = model.evaluate(x_test, y_test)
+    spec = tables.spec_of(model)
+    if spec is None or spec.task != "regression":
+        return {"loss": test.loss, "accuracy": test.accuracy}
+    true, pred = spec.decode(y_test), spec.decode(model.predict(x_test))
+    return {"loss": test.loss, **tables.regression_scores(true, pred)}
 
 
 def _say(verbose, text):
@@ -200,8 +228,9 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
         run_callbacks.append(checkpoint)
     arch = "-".join(map(str, [model.input_dim, *config.hidden, model.output_dim]))
     start_epoch = state["epoch"] if state else 0
-    _say(verbose, f"fcnet: {arch} {config.activation}/softmax, {config.optimizer} lr {config.lr}, batch "
-                  f"{config.batch_size}, {config.epochs} epochs, {n_train} {config.dataset} training images, seed "
+    _say(verbose, f"fcnet: {arch} {config.activation}/{model.layers[-1].activation.name}, {config.optimizer} lr "
+                  f"{config.lr}, batch {config.batch_size}, {config.epochs} epochs, {n_train} {config.dataset} "
+                  f"training {'rows' if config.is_table else 'images'}, seed "
                   f"{config.seed}" + (f"; resuming after epoch {start_epoch}" if state else ""))
     if state and start_epoch == config.epochs:
         _say(verbose, f"fcnet: {out} has trained all {start_epoch} epochs already: nothing to train (give more "
@@ -219,14 +248,13 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
                  else "nothing saved (use --out DIR to keep checkpoints)")
         raise RunInterrupted(f"interrupted; {where}") from None
     total = time.perf_counter() - start
-    test = model.evaluate(x_test, y_test)
+    test = test_metrics(model, x_test, y_test)
     _say(verbose, f"total time {total:.2f}s  steps per epoch {steps}  engine {history.engine}")
-    _say(verbose, f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}")
+    _say(verbose, "  ".join(f"test {TEST_NAMES.get(k, k)} {v:.4f}" for k, v in test.items()))
     metrics = RunMetrics.from_history(checkpoint.history if checkpoint else history.history,
                                       config=config.to_dict(), architecture=arch, steps_per_epoch=steps,
-                                      total_seconds=total, engine=history.engine,
-                                      test={"loss": test.loss, "accuracy": test.accuracy})
-    model.metadata = ModelInfo.of(model).replace(test_accuracy=test.accuracy).to_metadata()
+                                      total_seconds=total, engine=history.engine, test=test)
+    model.metadata = ModelInfo.of(model).replace(test_accuracy=test.get("accuracy")).to_metadata()
     result = RunResult(config, model, metrics, out)
     if out is not None:
         _write(result, x_test, y_test, figures, verbose)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import DataError
 
-__all__ = ["RunStore"]
+__all__ = ["RunStore", "METRICS", "score_metric"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL, finished REAL,  -- Unix times
     total_seconds REAL, seconds_per_epoch REAL,
     test_loss REAL, test_accuracy REAL,
-    error TEXT
+    error TEXT,
+    test_r2 REAL                  -- regressions (fcnet.tables); their test_accuracy is NULL
+
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -40,7 +42,14 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 """
 
-METRICS = ("test_accuracy", "test_loss", "seconds_per_epoch", "total_seconds")
+METRICS = ("test_accuracy", "test_r2", "test_loss", "seconds_per_epoch", "total_seconds")
+HIGHER_IS_BETTER = ("test_accuracy", "test_r2")
+
+
+def score_metric(configs):
+    """What ranks a sweep's trials: ``test_r2`` when every trial is a regression, else ``test_accuracy``."""
+    configs = list(configs)
+    return "test_r2" if configs and all(c.get("task") == "regression" for c in configs) else "test_accuracy"
 
 
 def _check_store(path):
@@ -69,6 +78,9 @@ class RunStore:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.executescript(SCHEMA)
+        if "test_r2" not in {row["name"] for row in self.db.execute("PRAGMA table_info(runs)")}:
+            with self.db:  # a store written before regressions could be swept
+                self.db.execute("ALTER TABLE runs ADD COLUMN test_r2 REAL")
 
     def close(self):
         self.db.close()
@@ -92,13 +104,13 @@ class RunStore:
         with self.db:
             self.db.execute(
                 "UPDATE runs SET status = 'done', host = ?, finished = ?, total_seconds = ?, seconds_per_epoch = ?,"
-                " test_loss = ?, test_accuracy = ?, error = NULL WHERE id = ?",
+                " test_loss = ?, test_accuracy = ?, test_r2 = ?, error = NULL WHERE id = ?",
                 (host, time.time(), metrics.total_seconds, metrics.seconds_per_epoch, metrics.test["loss"],
-                 metrics.test["accuracy"], run_id))
+                 metrics.test.get("accuracy"), metrics.test.get("r2"), run_id))
             self.db.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
             self.db.executemany(
                 "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, e["epoch"], e["seconds"], e["loss"], e["accuracy"], e.get("val_loss"),
+                [(run_id, e["epoch"], e["seconds"], e["loss"], e.get("accuracy"), e.get("val_loss"),
                   e.get("val_accuracy")) for e in epochs])
             self.db.execute("DELETE FROM artifacts WHERE run_id = ?", (run_id,))
             self.db.executemany("INSERT INTO artifacts VALUES (?, ?, ?)",
@@ -128,12 +140,13 @@ class RunStore:
         return run
 
     def best(self, metric="test_accuracy", n=10):
-        """Finished runs ranked by ``metric`` (highest first, lowest first for loss and time)."""
+        """Finished runs ranked by ``metric`` (highest first for accuracy and R², lowest first for loss and time;
+        runs without the metric last)."""
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-        order = "DESC" if metric == "test_accuracy" else "ASC"
+        order = "DESC" if metric in HIGHER_IS_BETTER else "ASC"
         return [self._decode(r) for r in self.db.execute(
-            f"SELECT * FROM runs WHERE status = 'done' ORDER BY {metric} {order} LIMIT ?", (n,))]
+            f"SELECT * FROM runs WHERE status = 'done' ORDER BY {metric} IS NULL, {metric} {order} LIMIT ?", (n,))]
 
     @staticmethod
     def _decode(row):

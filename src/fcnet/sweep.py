@@ -39,7 +39,7 @@ from .config import TrainConfig, trial_name, varied
 from .errors import FcnetError
 from .records import RunMetrics
 from .run import train_run
-from .runstore import RunStore
+from .runstore import RunStore, score_metric
 
 __all__ = ["bundled_sweeps", "spec_path", "load_spec", "count_trials", "trials", "parse_trial", "run_trial",
            "run_sweep", "write_outputs"]
@@ -177,6 +177,7 @@ def run_sweep(path, out, scheduler=None, workers=None, progress=True, max_trials
         raise FcnetError(f"{path}: {count:,} trials is more than {max_trials:,}; pass --yes to run them all")
     parsed = [parse_trial(t) for t in trials(fixed, grid, random)]
     unique = dict(parsed)  # the same configuration twice is one trial
+    metric = score_metric(c.to_dict() for c in unique.values())
     out = Path(out).resolve()  # workers elsewhere must not resolve a relative folder against their own
     # Dask keys are cluster-wide: two sweeps of the same file into two folders must not share a trial.
     sweep_key = hashlib.sha256(str(out).encode()).hexdigest()[:8]
@@ -214,15 +215,15 @@ def run_sweep(path, out, scheduler=None, workers=None, progress=True, max_trials
                     except Exception as exc:  # a trial's failure is recorded, the sweep goes on
                         store.fail(rid, f"{type(exc).__name__}: {exc}")
                     bar.update(1)
-                    best = store.best("test_accuracy", 1)
-                    if best:
-                        bar.set_postfix_str(f"best {best[0]['test_accuracy']:.4f} ({best[0]['id']})")
+                    best = store.best(metric, 1)
+                    if best and best[0][metric] is not None:
+                        bar.set_postfix_str(f"best {best[0][metric]:.4f} ({best[0]['id']})")
             finally:
                 client.close()
                 if cluster is not None:
                     cluster.close()
         bar.close()
-        ranked = [r for r in store.best("test_accuracy", len(unique)) if r["id"] in unique]
+        ranked = [r for r in store.best(metric, len(unique)) if r["id"] in unique]
         failed = [r for r in store.runs("failed") if r["id"] in unique]
         return ranked, failed
     finally:
@@ -235,18 +236,19 @@ def write_outputs(out, runs):
 
     out = Path(out)
     axes = varied([r["config"] for r in runs])
-    header = ["rank", "id", *axes, "test_accuracy", "seconds_per_epoch", "total_seconds"]
-    rows = [[i + 1, r["id"], *(_show(r["config"].get(k)) for k in axes), r["test_accuracy"],
+    metric = score_metric(r["config"] for r in runs)
+    header = ["rank", "id", *axes, metric, "seconds_per_epoch", "total_seconds"]
+    rows = [[i + 1, r["id"], *(_show(r["config"].get(k)) for k in axes), r[metric],
              r["seconds_per_epoch"], r["total_seconds"]] for i, r in enumerate(runs)]
     with open(out / "sweep.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
     widths = [max(len(_cell(v)) for v in col) for col in zip(header, *rows)]
     lines = ["  ".join(_cell(v).rjust(w) for v, w in zip(row, widths)) for row in [header, *rows]]
-    by_seed = _over_seeds(runs, axes)
+    by_seed = _over_seeds(runs, axes, metric)
     if by_seed:
         lines += ["", "mean ± std over seeds:"] + by_seed
     if runs:
-        _axes_figure(runs, axes, out / "sweep_axes.png")
+        _axes_figure(runs, axes, metric, out / "sweep_axes.png")
         from . import plots
 
         top = runs[:5]
@@ -255,6 +257,9 @@ def write_outputs(out, runs):
                                          labels=[trial_name(r["config"], configs) for r in top]),
                    out / "sweep_curves.png")
     return "\n".join(lines)
+
+
+_TITLE = {"test_accuracy": "test accuracy", "test_r2": "test R²"}
 
 
 def _natural(label):
@@ -273,19 +278,19 @@ def _cell(value):
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _over_seeds(runs, axes):
+def _over_seeds(runs, axes, metric):
     """Lines ``config: mean ± std (n seeds)`` when trials differ only by seed."""
     if "seed" not in axes:
         return []
     groups = {}
     for r in runs:
         key = ", ".join(f"{k}={_show(r['config'].get(k))}" for k in axes if k != "seed") or "all"
-        groups.setdefault(key, []).append(r["test_accuracy"])
+        groups.setdefault(key, []).append(r[metric])
     ranked = sorted(groups.items(), key=lambda kv: -np.mean(kv[1]))
     return [f"  {key}: {np.mean(v):.4f} ± {np.std(v):.4f} ({len(v)} seeds)" for key, v in ranked]
 
 
-def _axes_figure(runs, axes, path):
+def _axes_figure(runs, axes, metric, path):
     from . import plots
 
     plt = plots.pyplot()
@@ -294,13 +299,13 @@ def _axes_figure(runs, axes, path):
     for ax, key in zip(grid[0], axes):
         labels = sorted({str(_show(r["config"].get(key, r["id"]))) for r in runs}, key=_natural)
         for i, label in enumerate(labels):
-            acc = [r["test_accuracy"] for r in runs if str(_show(r["config"].get(key, r["id"]))) == label]
+            acc = [r[metric] for r in runs if str(_show(r["config"].get(key, r["id"]))) == label]
             ax.scatter([i] * len(acc), acc, alpha=0.6)
             ax.plot([i - 0.2, i + 0.2], [np.mean(acc)] * 2, color="black")
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_xlabel(key)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel(_TITLE[metric])
         ax.grid(alpha=0.3)
-    fig.suptitle("Test accuracy along each axis of the sweep (bar: mean)")
+    fig.suptitle(f"{_TITLE[metric].capitalize()} along each axis of the sweep (bar: mean)")
     fig.tight_layout()
     plots.save(fig, path)
