@@ -314,8 +314,11 @@ def cmd_export(args):
 
     model = _load(args.model)
     export_onnx(model, args.output)
-    print(f"wrote {args.output}: {model.input_dim} inputs (scaled as predict scales them) -> {model.output_dim} "
-          f"outputs, ONNX opset {OPSET}")
+    spec = tables.spec_of(model)
+    takes = (f"{model.input_dim} inputs (scaled as predict scales them)" if spec is None else
+             f"{len(spec.features)} columns ({', '.join(f.name for f in spec.features)})")
+    gives = f"{model.output_dim} outputs" if spec is None or spec.task == "classification" else spec.target
+    print(f"wrote {args.output}: {takes} -> {gives}, ONNX opset {OPSET}")
     return 0
 
 

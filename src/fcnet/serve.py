@@ -6,6 +6,11 @@ image body (``Content-Type: image/png``, ``image/jpeg``, ...); ``GET /api/model`
 describes the model; ``GET /healthz`` says it is up. Bad input gets a 4xx with
 a JSON ``{"error": ...}`` — wrong length, NaN, non-numbers, a body over 1 MB,
 a picture that is not one or is a decompression bomb, a wrong content type.
+
+A model trained on a table (:mod:`fcnet.tables`) takes ``{"features": {"column": value, ...}}`` instead,
+every feature column named once (numbers for numeric columns, strings for categorical ones), and answers
+``{"label", "class_name", "probabilities"}`` or, for a regression, ``{"value"}``; its page
+(``static/table.html``) is a form with one field per column.
 Parsing, decoding and predicting run on worker threads, at most
 :data:`MAX_CONCURRENT` at a time, so the event loop (and ``/healthz``) stays
 responsive while large pictures are decoded.
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import tables
 from .errors import DataError
 from .images import is_blank
 from .records import ModelInfo
@@ -42,7 +48,8 @@ def describe(model, path):
             "activations": [layer.activation.name for layer in model.layers],
             "parameters": int(model.count_params()), "dataset": info.dataset, "class_names": list(info.class_names),
             "test_accuracy": info.test_accuracy, "image_shape": list(info.image_shape) if info.image_shape else None,
-            "preparation": info.preparation}
+            "preparation": info.preparation, "table": info.table and {
+                k: info.table[k] for k in ("features", "target", "task", "classes")}}
 
 
 def _pixels_from_json(body, n_inputs):
@@ -63,6 +70,36 @@ def _pixels_from_json(body, n_inputs):
     return np.asarray(pixels, dtype=np.float64)
 
 
+def _row_from_json(body, spec, dtype):
+    """``{"features": {...}}`` as the network's input row, and the categories training never saw."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadInput(400, f"body is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("features"), dict):
+        raise BadInput(422, 'expected {"features": {"column": value, ...}}')
+    given, names = data["features"], [f.name for f in spec.features]
+    missing, unknown = [n for n in names if n not in given], [n for n in given if n not in names]
+    if missing or unknown:
+        raise BadInput(422, f"features must name each of {', '.join(names)}"
+                            + (f"; missing {', '.join(missing)}" if missing else "")
+                            + (f"; unknown {', '.join(unknown[:10])}" if unknown else ""))
+    columns = {}
+    for f in spec.features:
+        value = given[f.name]
+        if f.categories is None:
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+                raise BadInput(422, f"feature {f.name!r} must be a finite number, got {json.dumps(value)[:50]}")
+            columns[f.name] = np.array([value], dtype=np.float64)
+        else:
+            if not isinstance(value, str) or not value.strip():
+                raise BadInput(422, f"feature {f.name!r} must be one of its categories (a string), got "
+                                    f"{json.dumps(value)[:50]}")
+            columns[f.name] = np.array([value[:200]])
+    table = tables.Table(columns, lambda i: "the request")
+    return spec.transform(table, dtype)[0], spec.unknown(table)
+
+
 def _pixels_from_image(body, shape, digits):
     from .images import decode_image, fit, mnist_style
 
@@ -81,6 +118,7 @@ def create_app(model, path):
     from fastapi.responses import FileResponse, JSONResponse
 
     info = describe(model, path)
+    spec = tables.spec_of(model)
     shape = tuple(info["image_shape"] or ())
     digits = info["preparation"] == "digits"
     app = FastAPI(title="fcnet", docs_url=None, redoc_url=None)
@@ -92,7 +130,7 @@ def create_app(model, path):
 
     @app.get("/")
     async def index():
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+        return FileResponse(STATIC / ("index.html" if spec is None else "table.html"), media_type="text/html")
 
     @app.get("/healthz")
     async def healthz():
@@ -117,6 +155,10 @@ def create_app(model, path):
 
     def answer(body, kind):
         """The work of one prediction, on a worker thread: parse or decode, predict, describe."""
+        if spec is not None:
+            if kind != "application/json":
+                raise BadInput(415, f"content type {kind or 'missing'}: this model takes application/json rows")
+            return _answer_row(*_row_from_json(body, spec, model.dtype))
         if kind == "application/json":
             x = _pixels_from_json(body, model.input_dim)
         elif kind.startswith("image/"):
@@ -131,6 +173,20 @@ def create_app(model, path):
                   "input": np.round(x, 4).tolist()}
         if is_blank(x):
             result["warning"] = "the input is blank: nothing drawn, so this prediction means nothing"
+        return result
+
+    def _answer_row(x, unknown):
+        result = {}
+        if spec.task == "regression":
+            result["value"] = float(spec.decode(model.predict(x[None, :]))[0])
+        else:
+            probs = model.predict_proba(x[None, :])[0].astype(np.float64)
+            label = int(probs.argmax())
+            result.update(label=label, class_name=spec.classes[label], class_names=list(spec.classes),
+                          probabilities=probs.tolist())
+        if unknown:
+            result["warning"] = "categories training never saw (encoded as none): " + ", ".join(
+                f"{column}={value!r}" for _, column, value in unknown)
         return result
 
     return app

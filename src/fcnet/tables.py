@@ -300,16 +300,23 @@ class TableSpec:
         return sum(f.width for f in self.features)
 
     @classmethod
-    def fit(cls, table, target, task):
-        """Learn the spec from the training rows ``table`` (a :class:`Table` that holds ``target``)."""
+    def fit(cls, table, target, task, rows=None):
+        """Learn the spec from the training rows of ``table`` (a :class:`Table` that holds ``target``).
+
+        ``rows`` (indices, default all) are the rows the statistics, categories and classes come from; every
+        row is checked, so a bad cell is reported wherever the split put it.
+        """
+        fit = table if rows is None else table.take(np.asarray(rows))
         features = []
         for name, values in table.columns.items():
             if name == target:
                 continue
             if _is_numeric(values):
-                features.append(Feature(name, *_standard(values, name, table.where)))
+                _numbers(values, name, table.where)
+                features.append(Feature(name, *_standard(fit.columns[name], name, fit.where)))
             else:
-                categories = np.unique(_strings(values, name, table.where))
+                _strings(values, name, table.where)
+                categories = np.unique(_strings(fit.columns[name], name, fit.where))
                 if len(categories) > MAX_CATEGORIES:
                     raise DataError(f"column {name!r} has {len(categories):,} distinct strings, more than the "
                                     f"{MAX_CATEGORIES} categories fcnet one-hot encodes (an identifier or free "
@@ -319,8 +326,10 @@ class TableSpec:
             raise DataError(f"the table has no column besides the target {target!r}")
         y = table.columns[target]
         if task == "regression":
-            return cls(tuple(features), target, task, (target,), *_standard(y, target, table.where))
-        classes = _labels(y, target, table.where)[1]
+            _numbers(y, target, table.where)
+            return cls(tuple(features), target, task, (target,), *_standard(fit.columns[target], target, fit.where))
+        _labels(y, target, table.where)
+        classes = _labels(fit.columns[target], target, fit.where)[1]
         if len(classes) < 2:
             raise DataError(f"the target {target!r} has a single class ({str(classes[0])!r}) in the training rows: "
                             "nothing to learn")
@@ -466,20 +475,20 @@ def load(dataset, target, task, test_split, seed, limit=None, fit_rows=1.0, dtyp
         raise DataError(f"{dataset}: no column {target!r} to predict (the columns are "
                         f"{', '.join(list(table.columns)[:30])}{', ...' if len(table.columns) > 30 else ''})")
     if table.test is not None:
-        train, test = table, table.test
+        rows, test = np.arange(len(table)), table.test
     else:
         n = len(table)
         n_test = round(n * test_split)
         if not 0 < n_test < n:
             raise DataError(f"{dataset}: test_split {test_split} of {n} rows leaves no test or no training rows")
         order = np.random.default_rng(seed).permutation(n)
-        train, test = table.take(np.sort(order[n_test:])), table.take(np.sort(order[:n_test]))
-    if limit:
-        train = train.take(np.arange(min(limit, len(train))))
-    n_fit = int(len(train) * fit_rows)
+        rows, test = np.sort(order[n_test:]), table.take(np.sort(order[:n_test]))
+    rows = rows[:limit] if limit else rows
+    n_fit = int(len(rows) * fit_rows)
     if n_fit == 0:
         raise DataError(f"{dataset}: no training rows left to learn from")
-    spec = TableSpec.fit(train.take(np.arange(n_fit)), target, task)
+    spec = TableSpec.fit(table, target, task, rows[:n_fit])
+    train = table.take(rows)
     return ((spec.transform(train, dtype), spec.targets(train, dtype)),
             (spec.transform(test, dtype), spec.targets(test, dtype)), spec)
 
