@@ -101,6 +101,17 @@ def test_csv_parquet_and_npz_give_the_same_training_data(tmp_path):
     assert spec.features[0].categories == CITIES
 
 
+def test_the_fast_all_numeric_csv_reader_agrees_with_the_careful_one(tmp_path):
+    data = {k: v for k, v in people(300).items() if k not in ("city", "bought")}
+    fast = tables.read_table(f"csv:{write_csv(tmp_path / 'fast.csv', data)}")
+    careful = tables.typed(tables.read_table(f"csv:{write_csv(tmp_path / 'slow.csv', {**data, 'note': ['x'] * 300})}"),
+                           "price", "regression")
+    assert all(fast.columns[k].dtype == np.float64 for k in data)  # NumPy's parser read it: no strings
+    assert careful.columns["note"].dtype.kind == "U"
+    for k in data:
+        assert_array_equal(fast.columns[k], careful.columns[k])
+
+
 def test_an_npz_with_its_own_test_part_keeps_it(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(100, 3)), rng.integers(0, 3, 100)

@@ -316,7 +316,8 @@ def cmd_export(args):
     export_onnx(model, args.output)
     spec = tables.spec_of(model)
     takes = (f"{model.input_dim} inputs (scaled as predict scales them)" if spec is None else
-             f"{len(spec.features)} columns ({', '.join(f.name for f in spec.features)})")
+             f"{len(spec.features)} columns ({', '.join(f.name for f in spec.features[:6])}"
+             f"{', ...' if len(spec.features) > 6 else ''})")
     gives = f"{model.output_dim} outputs" if spec is None or spec.task == "classification" else spec.target
     print(f"wrote {args.output}: {takes} -> {gives}, ONNX opset {OPSET}")
     return 0

@@ -20,6 +20,7 @@ says NA/NaN/null/?, text in a numeric column, a missing target column, a single 
 import csv
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import numpy as np
 from .errors import DataError, FcnetError
 
 __all__ = ["KINDS", "TASKS", "TableSpec", "Feature", "Table", "is_table", "read_table", "load", "spec_of",
-           "regression_scores", "MAX_CATEGORIES"]
+           "regression_scores", "typed", "MAX_CATEGORIES"]
 
 KINDS = ("csv", "parquet", "npz")
 TASKS = ("classification", "regression")
@@ -97,6 +98,12 @@ def _read_csv(path):
                 raise DataError(f"{path}: empty file (the first line must name the columns)")
             header = [h.strip() for h in header]
             _check_names(header, path)
+            numbers = _numeric_csv(f, len(header))
+            if numbers is not None:  # every cell a finite number: nothing to report line by line
+                return Table({name: numbers[:, j] for j, name in enumerate(header)}, lambda i: f"{path}, row {i + 1}")
+            f.seek(0)
+            reader = csv.reader(f)
+            next(reader)
             rows, lines = [], []
             for row in reader:
                 if not row or (len(row) == 1 and not row[0].strip()):  # a blank line
@@ -111,6 +118,20 @@ def _read_csv(path):
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     columns = {name: np.array([r[j] for r in rows], dtype=str) for j, name in enumerate(header)}
     return Table(columns, lambda i: f"{path}, line {lines[i]}")
+
+
+def _numeric_csv(f, width):
+    """The rest of an all-numeric CSV file as a float64 array ``(n, width)`` (NumPy's C parser, several times
+    faster than the csv module), or None for anything else: text, empty cells, NaN, ragged rows."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": the caller says it better
+            numbers = np.loadtxt(f, delimiter=",", quotechar='"', comments=None, dtype=np.float64, ndmin=2)
+    except ValueError:
+        return None
+    if numbers.shape[1:] != (width,) or not np.isfinite(numbers).all():
+        return None
+    return numbers
 
 
 def _check_names(names, path):
@@ -196,22 +217,35 @@ def _missing(values):
 
 def _numbers(values, name, where):
     """A column as finite float64, or a DataError naming its first missing or non-numeric cell."""
-    missing = _missing(values)
-    if missing.any():
-        i = int(np.flatnonzero(missing)[0])
-        raise DataError(f"{where(i)}: column {name!r} has a missing value ({str(values[i])!r}); fill or drop the row")
-    if values.dtype.kind == "f":
-        numbers = values
-    else:
+    numbers = values
+    if values.dtype.kind != "f":
         try:
-            numbers = np.char.strip(values).astype(np.float64)
+            numbers = values.astype(np.float64)  # NumPy's parser; the cells it refuses are found one by one below
         except ValueError:
-            i = next(i for i, v in enumerate(values) if not _is_number(v))
-            raise DataError(f"{where(i)}: column {name!r} holds numbers, but this row has {str(values[i])!r}") from None
-    if not np.isfinite(numbers).all():
-        i = int(np.flatnonzero(~np.isfinite(numbers))[0])
+            for i, v in enumerate(values):
+                if v.strip().lower() in MISSING:
+                    raise DataError(f"{where(i)}: column {name!r} has a missing value ({str(v)!r}); fill or drop "
+                                    "the row") from None
+                if not _is_number(v):
+                    raise DataError(f"{where(i)}: column {name!r} holds numbers, but this row has {str(v)!r}") from None
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        if np.isnan(numbers[i]):
+            raise DataError(f"{where(i)}: column {name!r} has a missing value ({str(values[i])!r}); fill or drop "
+                            "the row")
         raise DataError(f"{where(i)}: column {name!r} has the infinite value {str(values[i])!r}")
     return numbers
+
+
+def typed(table, target, task):
+    """``table`` with each column converted once to what it holds: float64 numbers (numeric columns, and a
+    regression's target), stripped strings (categories, class labels); DataError at the first bad cell."""
+    columns = {}
+    for name, values in table.columns.items():
+        number = _is_numeric(values) if name != target else task == "regression" or _is_numeric(values)
+        columns[name] = _numbers(values, name, table.where) if number else _strings(values, name, table.where)
+    return Table(columns, table.where, table.test)
 
 
 def _standard(values, name, where):
@@ -429,8 +463,9 @@ def _labels(values, name, where):
     """Class labels as ``(names, classes)``: the label of each row and the sorted distinct ones (numbers sort
     as numbers, text as text)."""
     if _is_numeric(values):
-        numbers = _numbers(values, name, where)
-        return np.array([_name(v) for v in numbers], dtype=str), np.array([_name(v) for v in np.unique(numbers)])
+        unique, inverse = np.unique(_numbers(values, name, where), return_inverse=True)
+        classes = np.array([_name(v) for v in unique], dtype=str)
+        return classes[inverse.reshape(-1)], classes
     names = _strings(values, name, where)
     return names, np.unique(names)
 
@@ -474,6 +509,7 @@ def load(dataset, target, task, test_split, seed, limit=None, fit_rows=1.0, dtyp
     if target not in table.columns:
         raise DataError(f"{dataset}: no column {target!r} to predict (the columns are "
                         f"{', '.join(list(table.columns)[:30])}{', ...' if len(table.columns) > 30 else ''})")
+    table = typed(table, target, task)
     if table.test is not None:
         rows, test = np.arange(len(table)), table.test
     else:
