@@ -412,7 +412,7 @@ class TableSpec:
         index = _index(names, self.classes)
         if (index < 0).any():
             i = int(np.flatnonzero(index < 0)[0])
-            raise DataError(f"{table.where(i)}: class {names[i]!r} of {self.target!r} is not one of the "
+            raise DataError(f"{table.where(i)}: class {str(names[i])!r} of {self.target!r} is not one of the "
                             f"{len(self.classes)} classes the training rows have")
         return index
 
