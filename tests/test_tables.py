@@ -3,6 +3,7 @@ the training rows; predict/evaluate/serve/export/sweep for table models; and the
 
 import csv
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -213,6 +214,8 @@ HOSTILE = [
     ("only-target.csv", "y\nx\nz\n", "no column besides the target 'y'"),
     ("ids.csv", "a,y\n" + "".join(f"id{i},{'xz'[i % 2]}\n" for i in range(2500)), "1,500 distinct strings"),
     ("notzip.npz", b"PK\x03\x04 not really", "not a readable .npz file"),
+    ("semicolons.csv", "a;b;y\n1;2;x\n", "this one looks ';'-separated"),
+    ("fractions.csv", "a,y\n1,0.5\n2,1.25\n3,2\n4,0.5\n5,1\n", "holds fractional numbers, not class labels"),
     ("truncated.parquet", b"PAR1\x00\x00PAR1", "not a readable Parquet file"),
 ]
 
@@ -410,3 +413,42 @@ def test_a_test_class_that_training_never_saw_is_refused(tmp_path):
              y_test=np.array(["a", "c", "b"]))
     with pytest.raises(DataError, match=r"x_test row 1: class 'c' of 'y' is not one of the 2 classes"):
         tables.load(f"npz:{tmp_path}/d.npz", None, "classification", 0.2, 0)
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
+def test_the_table_page_in_chromium_predicts_a_filled_in_row(table_csv, tmp_path):
+    pytest.importorskip("fastapi")
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from serve_load import free_port, start_server
+
+    assert train(table_csv, tmp_path / "run", "--target", "bought") == 0
+    port = free_port()
+    server = start_server(tmp_path / "run" / "model.npz", port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("form button")
+            assert page.text_content("#title") == "Predict bought"
+            assert page.eval_on_selector_all("#f-city option", "os => os.map(o => o.value)") == list(CITIES)
+            page.fill("#f-age", "70")
+            page.select_option("#f-city", "Rome")
+            page.click("form button")
+            page.wait_for_function("document.getElementById('answer').textContent.length > 0")
+            answer, bars = page.text_content("#answer"), page.locator(".bar").count()
+            page.fill("#f-age", "")
+            page.click("form button")  # an empty number field: the browser's own check stops it
+            ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "table_page.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert answer in ("yes", "no") and bars == 2

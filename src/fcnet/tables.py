@@ -97,6 +97,10 @@ def _read_csv(path):
             if not header:
                 raise DataError(f"{path}: empty file (the first line must name the columns)")
             header = [h.strip() for h in header]
+            other = [d for d in ";\t|" if len(header) == 1 and d in header[0]]
+            if other:
+                raise DataError(f"{path}: one column named {header[0][:60]!r}: fcnet reads comma-separated files, "
+                                f"and this one looks {other[0]!r}-separated")
             _check_names(header, path)
             numbers = _numeric_csv(f, len(header))
             if numbers is not None:  # every cell a finite number: nothing to report line by line
@@ -362,8 +366,14 @@ class TableSpec:
         if task == "regression":
             _numbers(y, target, table.where)
             return cls(tuple(features), target, task, (target,), *_standard(fit.columns[target], target, fit.where))
-        _labels(y, target, table.where)
+        if _is_numeric(y) and not np.array_equal(numbers := _numbers(y, target, table.where), np.round(numbers)):
+            raise DataError(f"the target {target!r} holds fractional numbers, not class labels: for numbers to "
+                            "predict, train with --task regression")
+        _labels(y, target, table.where)  # every row's label is checked, not only the training rows'
         classes = _labels(fit.columns[target], target, fit.where)[1]
+        if len(classes) > MAX_CATEGORIES:
+            raise DataError(f"the target {target!r} has {len(classes):,} classes, more than {MAX_CATEGORIES}: for "
+                            "numbers to predict, train with --task regression")
         if len(classes) < 2:
             raise DataError(f"the target {target!r} has a single class ({str(classes[0])!r}) in the training rows: "
                             "nothing to learn")
