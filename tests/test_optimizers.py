@@ -94,3 +94,74 @@ def test_shape_mismatch_and_bad_hyperparameters_are_rejected():
         fcnet.SGD(momentum=1.5)
     with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
         optimizers.get("adagrad")
+
+
+# -- Keras' options: decoupled weight decay and gradient clipping ---------------------------------------------
+
+def test_decoupled_weight_decay_with_momentum_two_steps_by_hand():
+    lr, mu, wd = 0.1, 0.9, 0.5
+    p1 = P0 * (1 - lr * wd)
+    v1 = -lr * G1
+    p1 = p1 + v1
+    p2 = p1 * (1 - lr * wd)
+    v2 = mu * v1 - lr * G2
+    assert_allclose(_run(fcnet.SGD(lr=lr, momentum=mu, weight_decay=wd), [G1, G2]), p2 + v2, rtol=1e-15)
+
+
+def test_clipping_by_value_norm_and_global_norm_by_hand():
+    # G1 has norm sqrt(5.25) ≈ 2.29: clipnorm 1 scales it to norm 1, clipvalue 0.75 cuts its entries
+    assert_allclose(_run(fcnet.SGD(lr=1.0, clipnorm=1.0), [G1]), P0 - G1 / np.linalg.norm(G1), rtol=1e-15)
+    assert_allclose(_run(fcnet.SGD(lr=1.0, clipnorm=10.0), [G1]), P0 - G1, rtol=1e-15)  # under the limit: as is
+    assert_allclose(_run(fcnet.SGD(lr=1.0, clipvalue=0.75), [G1]), P0 - np.clip(G1, -0.75, 0.75), rtol=1e-15)
+    a, b = np.zeros(3), np.zeros(2)
+    g_a, g_b = np.array([3.0, 0.0, 0.0]), np.array([0.0, 4.0])  # global norm 5
+    fcnet.SGD(lr=1.0, global_clipnorm=1.0).apply_gradients([(g_a, a), (g_b, b)])
+    assert_allclose(a, -g_a / 5, rtol=1e-15) and assert_allclose(b, -g_b / 5, rtol=1e-15)
+    a, b = np.zeros(3), np.zeros(2)
+    fcnet.SGD(lr=1.0, clipnorm=1.0).apply_gradients([(g_a, a), (g_b, b)])  # each array on its own
+    assert_allclose(a, -g_a / 3, rtol=1e-15) and assert_allclose(b, -g_b / 4, rtol=1e-15)
+    assert_allclose(g_a, [3.0, 0.0, 0.0])  # the caller's gradients are left as they were
+
+
+def test_adamw_is_adam_with_keras_default_decay_and_options_survive_config_and_saving(tmp_path):
+    assert optimizers.AdamW().get_config()["weight_decay"] == 0.004
+    assert_allclose(_run(optimizers.AdamW(lr=0.01, weight_decay=0.3), [G1, G2]),
+                    _run(fcnet.Adam(lr=0.01, weight_decay=0.3), [G1, G2]), rtol=0)
+    for opt in (optimizers.AdamW(lr=0.01, weight_decay=0.0, clipnorm=2.0), fcnet.RMSprop(clipvalue=0.5),
+                fcnet.SGD(momentum=0.5, weight_decay=1e-4, global_clipnorm=3.0)):
+        again = optimizers.get(opt.get_config())
+        assert type(again) is type(opt) and again.get_config() == opt.get_config()
+    model = fcnet.Sequential([fcnet.Dense(4, "relu", input_dim=3), fcnet.Dense(2, "softmax")], seed=0)
+    model.compile(optimizers.AdamW(weight_decay=0.01, clipnorm=1.0), "sparse_categorical_crossentropy")
+    model.fit(np.random.default_rng(0).random((20, 3)), np.arange(20) % 2, epochs=1, verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = fcnet.load_model(tmp_path / "m.npz")
+    assert loaded.optimizer.get_config() == model.optimizer.get_config() and loaded.optimizer.name == "adamw"
+
+
+def test_bad_options_are_refused_in_one_line():
+    for kwargs, message in (({"weight_decay": -1}, "weight_decay must be a number ≥ 0"),
+                            ({"clipnorm": 0}, "clipnorm must be a positive number"),
+                            ({"clipvalue": float("nan")}, "clipvalue must be a positive number"),
+                            ({"clipnorm": 1, "global_clipnorm": 1}, "cannot both be set")):
+        with pytest.raises(ValueError, match=message):
+            fcnet.Adam(**kwargs)
+    with pytest.raises(TypeError):
+        fcnet.SGD(clip_norm=1.0)  # a misspelt option is not swallowed
+
+
+def test_the_compiled_engine_refuses_the_options_and_auto_falls_back():
+    pytest.importorskip("numba")
+    from fcnet.engines import choose_engine
+
+    x, y = np.random.default_rng(0).random((64, 6)), np.arange(64) % 3
+    for opt in (fcnet.Adam(weight_decay=0.01), fcnet.SGD(clipnorm=1.0), optimizers.AdamW()):
+        model = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=6), fcnet.Dense(3, "softmax")], seed=0)
+        model.compile(opt, "sparse_categorical_crossentropy")
+        assert choose_engine(model, y) == "numpy"
+        with pytest.raises(ValueError, match="is not compiled"):
+            model.fit(x, y, epochs=1, verbose=0, engine="numba")
+        assert model.fit(x, y, epochs=1, verbose=0).engine == "numpy"
+    plain = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=6), fcnet.Dense(3, "softmax")], seed=0)
+    plain.compile(fcnet.Adam(weight_decay=0.0), "sparse_categorical_crossentropy")  # decay 0 is plain Adam
+    assert choose_engine(plain, y) == "numba"

@@ -201,3 +201,22 @@ def test_a_folder_trained_again_holds_only_the_new_runs_files(idx_dir, tmp_path)
     second = train_run(config_for(idx_dir, epochs=1), out=tmp_path / "run", verbose=0, figures=False)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.npz", "metrics.json", "model.npz"]
     assert RunMetrics.read(tmp_path / "run").history["loss"] == second.metrics.history["loss"]
+
+
+def test_weight_decay_clipping_and_l2_flags_train_what_they_say_and_resume_bit_identically(idx_dir, tmp_path):
+    flags = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05, "clipnorm": 0.5, "l2": 1e-3}
+    full = train_run(config_for(idx_dir, epochs=3, **flags), out=tmp_path / "full", verbose=0)
+    model = full.model
+    assert model.optimizer.get_config()["weight_decay"] == 0.05 and model.optimizer.clipnorm == 0.5
+    assert all(layer.kernel_regularizer.l2 == 1e-3 for layer in model.layers)
+    assert full.metrics.engine == "numpy" and full.metrics.config["clipnorm"] == 0.5
+    assert main(["train", "--dataset", f"idx:{idx_dir}", "--hidden", "16", "--epochs", "2", "--batch-size", "50",
+                 "--threads", "2", "--optimizer", "adamw", "--lr", "0.003", "--weight-decay", "0.05", "--clipnorm",
+                 "0.5", "--l2", "0.001", "--quiet", "--out", str(tmp_path / "part")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "part"), "--epochs", "3", "--quiet"]) == 0
+    resumed = fcnet.load_model(tmp_path / "part" / "model.npz")
+    for p, q in zip(model.parameters, resumed.parameters):
+        assert_array_equal(p, q)
+    plain = train_run(config_for(idx_dir, epochs=3, optimizer="adamw", lr=0.003), verbose=0).model
+    assert sum(float((p**2).sum()) for p in plain.parameters[::2]) > sum(
+        float((p**2).sum()) for p in model.parameters[::2])  # decay and penalty keep the weights smaller

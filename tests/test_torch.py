@@ -58,6 +58,9 @@ OPTIMIZERS = [
     fcnet.Adam(lr=0.01, beta_1=0.8, beta_2=0.99, eps=1e-8, epsilon_form="torch"),
     fcnet.RMSprop(lr=0.01, epsilon_form="torch"),
     fcnet.RMSprop(lr=0.01, rho=0.8, eps=1e-6, epsilon_form="torch"),
+    fcnet.SGD(lr=0.05, weight_decay=0.1),
+    fcnet.Adam(lr=0.01, epsilon_form="torch", weight_decay=0.1),
+    fcnet.optimizers.AdamW(lr=0.01, epsilon_form="torch"),
 ]
 
 
@@ -77,6 +80,60 @@ def test_trajectories_equal_torch_optim(optimizer):
     for mine, theirs in zip(model.parameters, params):
         assert_allclose(mine, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
     assert not np.allclose(model.parameters[0], make([8, 6], "tanh", "sparse", 5, 3, seed=1)[0].parameters[0])
+
+
+@pytest.mark.parametrize("option, value", [("clipnorm", 0.05), ("global_clipnorm", 0.08), ("clipvalue", 0.01)])
+def test_clipped_trajectories_equal_torch_with_keras_clipping(option, value):
+    """Keras' clipping formulas written on torch's gradients, then torch.optim.AdamW: fcnet's in-optimizer
+    clipping gives the same weights (each limit is below the gradients' size, so every step clips)."""
+    model, rng = make([8, 6], "tanh", "sparse", 5, 3, seed=2)
+    model.compile(fcnet.Adam(lr=0.01, epsilon_form="torch", weight_decay=0.02, **{option: value}),
+                  "sparse_categorical_crossentropy")
+    params = [torch.tensor(p.copy(), requires_grad=True) for p in model.parameters]
+    reference = torch_optimizer(model.optimizer, params)
+    clipped = 0
+    for _ in range(25):
+        x, y = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
+        _, grads = model.loss_and_gradients(x, y)
+        model.optimizer.apply_gradients(zip(grads, model.parameters))
+        reference.zero_grad()
+        torch_loss(model, params, x, y).backward()
+        with torch.no_grad():
+            norms = [p.grad.norm() for p in params]
+            if option == "clipvalue":
+                clipped += sum(bool((p.grad.abs() > value).any()) for p in params)
+                for p in params:
+                    p.grad.clamp_(-value, value)
+            elif option == "clipnorm":
+                clipped += sum(bool(n > value) for n in norms)
+                for p, n in zip(params, norms):
+                    p.grad.mul_(value / max(float(n), value))
+            else:
+                total = float(torch.sqrt(sum(n**2 for n in norms)))
+                clipped += total > value
+                for p in params:
+                    p.grad.mul_(value / max(total, value))
+        reference.step()
+    assert clipped >= 25
+    for mine, theirs in zip(model.parameters, params):
+        assert_allclose(mine, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_weight_decay_after_the_step_instead_of_before_fails_the_torch_trajectory(monkeypatch):
+    """An injected bug — decay applied to the updated weights — is caught by the AdamW comparison."""
+    original = fcnet.optimizers.Optimizer.apply_gradients
+
+    def late_decay(self, grads_and_params):
+        pairs = list(grads_and_params)
+        decay, self.weight_decay = self.weight_decay, None
+        original(self, pairs)
+        self.weight_decay = decay
+        for _, p in pairs:
+            p *= 1 - self.learning_rate * decay
+
+    monkeypatch.setattr(fcnet.optimizers.Optimizer, "apply_gradients", late_decay)
+    with pytest.raises(AssertionError):
+        test_trajectories_equal_torch_optim(fcnet.optimizers.AdamW(lr=0.01, epsilon_form="torch", weight_decay=0.5))
 
 
 def test_keras_adam_differs_from_torch_adam_only_by_epsilon_placement():

@@ -78,6 +78,9 @@ class TorchRunner:
         self.net = torch.nn.Sequential(*modules)  # the output softmax lives in CrossEntropyLoss
         self.dtype = dtype
         self.loss = torch.nn.CrossEntropyLoss()
+        clipping = [k for k in model.optimizer.options if k != "weight_decay"]
+        if clipping:
+            raise ValueError(f"the torch contender has no {clipping[0]} (torch clips outside its optimizers)")
         self.optimizer = torch_optimizer(model.optimizer, list(self.net.parameters()))
         self._data = None
 
@@ -138,12 +141,15 @@ class KerasRunner:
             layers.append(keras.layers.Dense(layer.units, activation=layer.activation.name))
         self.net = keras.Sequential(layers)
         self.net.set_weights([w for layer in model.layers for w in (layer.params["W"], layer.params["b"])])
-        c = model.optimizer.get_config()
+        c, options = model.optimizer.get_config(), model.optimizer.options  # Keras' own weight decay and clipping
         optimizer = {"sgd": lambda: keras.optimizers.SGD(c["learning_rate"], momentum=c["momentum"],
-                                                         nesterov=c["nesterov"]),
-                     "adam": lambda: keras.optimizers.Adam(c["learning_rate"], c["beta_1"], c["beta_2"], c["epsilon"]),
+                                                         nesterov=c["nesterov"], **options),
+                     "adam": lambda: keras.optimizers.Adam(c["learning_rate"], c["beta_1"], c["beta_2"], c["epsilon"],
+                                                           **options),
+                     "adamw": lambda: keras.optimizers.AdamW(c["learning_rate"], beta_1=c["beta_1"],
+                                                             beta_2=c["beta_2"], epsilon=c["epsilon"], **options),
                      "rmsprop": lambda: keras.optimizers.RMSprop(c["learning_rate"], c["rho"],
-                                                                 epsilon=c["epsilon"])}[c["name"]]()
+                                                                 epsilon=c["epsilon"], **options)}[c["name"]]()
         if c.get("epsilon_form", "keras") != "keras":
             raise ValueError(f"Keras has no {c['name']} with epsilon_form={c['epsilon_form']!r}")
         self.net.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -177,8 +183,9 @@ class JaxRunner:
         except ImportError:
             raise NotInstalled("jax") from None
         c = model.optimizer.get_config()
-        if c["name"] not in ("sgd", "adam") or c.get("epsilon_form", "keras") != "keras":
-            raise ValueError(f"the JAX contender has no {c['name']} (it mirrors sgd and adam)")
+        if c["name"] not in ("sgd", "adam") or c.get("epsilon_form", "keras") != "keras" or model.optimizer.options:
+            raise ValueError(f"the JAX contender has no {c['name']} with {model.optimizer.options or c} (it mirrors "
+                             "plain sgd and adam)")
         self.jax, self.jnp, self.batch_size = jax, jnp, batch_size
         self.dtype = jnp.float32 if model.dtype == np.float32 else jnp.float64
         self.params = [jnp.asarray(p) for p in model.parameters]

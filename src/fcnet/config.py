@@ -117,6 +117,10 @@ class TrainConfig:
         Names from :mod:`fcnet.activations`, :mod:`fcnet.losses`, :mod:`fcnet.optimizers`.
     lr, momentum, lr_decay : float
         Learning rate; SGD momentum (SGD only); the factor applied to ``lr`` after every epoch.
+    weight_decay, clipnorm : float
+        The optimizer's decoupled weight decay and per-array gradient clipping (:mod:`fcnet.optimizers`).
+    l2 : float
+        An L2 penalty on every Dense layer's weights (:mod:`fcnet.regularizers`).
     batch_size, epochs : int
     validation_split : float in [0, 1)
         Fraction held out from the end of the training set, as in Keras.
@@ -154,6 +158,14 @@ class TrainConfig:
     optimizer: str = _field("sgd", _Choice(optimizers.NAMES), "optimizer")
     lr: float = _field(0.1, _positive_float, "learning rate")
     momentum: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"), "SGD momentum")
+    weight_decay: float = _field(0.0, _Check(float, lambda v: 0 <= v < math.inf, "a number ≥ 0"),
+                                 "decoupled weight decay: p ← p·(1 − lr·weight_decay) every step (AdamW's; numpy "
+                                 "engine)")
+    clipnorm: float | None = _field(None, _optional(_positive_float), "scale each gradient array to at most this "
+                                    "L2 norm (Keras' clipnorm; numpy engine)")
+    l2: float = _field(0.0, _Check(float, lambda v: 0 <= v < math.inf, "a number ≥ 0"),
+                       "L2 penalty l2·ΣW² on every layer's weights, added to the loss (Keras' kernel_regularizer; "
+                       "numpy engine)")
     lr_decay: float = _field(1.0, _Check(float, lambda v: 0 < v <= 1, "in (0, 1]"),
                              "multiply the learning rate by this after every epoch")
     batch_size: int = _field(64, _positive_int, "examples per gradient step")

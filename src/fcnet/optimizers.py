@@ -9,6 +9,14 @@ pass, no temporaries) and in-place ufuncs. Each rule's compiled twin is
 ``fcnet.jit._steps``), and on the GPU the kernel ``update`` in ``fcnet.cuda``.
 Defaults are Keras'; the update rules and how they map to ``torch.optim`` are
 in ``docs/backprop.md``.
+
+Every optimizer also takes Keras' options (keyword-only, off by default), applied in
+:meth:`Optimizer.apply_gradients` before the rule: ``clipvalue`` (clip each gradient entry to
+``[-clipvalue, clipvalue]``), ``clipnorm`` (scale each gradient array to at most that L2 norm,
+``g · c / max(‖g‖, c)``, as ``tf.clip_by_norm``), ``global_clipnorm`` (the same over all arrays together)
+and ``weight_decay``, decoupled (Loshchilov & Hutter): ``p ← p · (1 − lr · weight_decay)`` before the step, as
+Keras and ``torch.optim.AdamW`` do. :class:`AdamW` is Adam with ``weight_decay=0.004`` (Keras' default). These
+run on the NumPy engine (``fcnet.coverage`` refuses them in the compiled ones).
 """
 
 import numpy as np
@@ -16,13 +24,22 @@ import numpy as np
 from .blas import axpby, axpy
 from .registry import resolve
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "NAMES"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "NAMES", "OPTIONS"]
+
+OPTIONS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
 
 
 def _positive(name, value):
     value = float(value)
     if not value > 0 or not np.isfinite(value):
         raise ValueError(f"{name} must be a positive number, got {value}")
+    return value
+
+
+def _non_negative(name, value):
+    value = float(value)
+    if not value >= 0 or not np.isfinite(value):
+        raise ValueError(f"{name} must be a number ≥ 0, got {value}")
     return value
 
 
@@ -40,15 +57,28 @@ def _epsilon_form(value):
 
 
 class Optimizer:
-    """Base class. ``learning_rate`` may also be given as ``lr``."""
+    """Base class. ``learning_rate`` may also be given as ``lr``; ``weight_decay``, ``clipnorm``, ``clipvalue``
+    and ``global_clipnorm`` are the options described in the module's docstring (``None``: off)."""
 
     name = ""
     slot_names = ()
 
-    def __init__(self, learning_rate, lr=None):
+    def __init__(self, learning_rate, lr=None, *, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None):
         self.learning_rate = _positive("learning rate", learning_rate if lr is None else lr)
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ValueError("clipnorm and global_clipnorm cannot both be set")
+        self.weight_decay = None if weight_decay is None else _non_negative("weight_decay", weight_decay)
+        self.clipnorm = None if clipnorm is None else _positive("clipnorm", clipnorm)
+        self.clipvalue = None if clipvalue is None else _positive("clipvalue", clipvalue)
+        self.global_clipnorm = None if global_clipnorm is None else _positive("global_clipnorm", global_clipnorm)
         self.iterations = 0
         self._slots = {}  # id(param) -> (param, {slot name: array})
+
+    @property
+    def options(self):
+        """The options that are set, ``{name: value}`` (empty for a plain optimizer)."""
+        return {name: getattr(self, name) for name in OPTIONS if getattr(self, name, None) is not None}
 
     def apply_gradients(self, grads_and_params):
         """Update each parameter in place from its gradient; one call is one step.
@@ -59,10 +89,25 @@ class Optimizer:
             ``(gradient, parameter)`` pairs of equal shapes, as ``zip(grads, model.parameters)``.
         """
         self.iterations += 1
-        for grad, param in grads_and_params:
+        pairs = list(grads_and_params)
+        for grad, param in pairs:
             if grad.shape != param.shape:
                 raise ValueError(f"gradient of shape {grad.shape} for a parameter of shape {param.shape}")
+        if self.clipvalue is not None:
+            pairs = [(np.clip(g, -self.clipvalue, self.clipvalue), p) for g, p in pairs]
+        if self.clipnorm is not None:
+            pairs = [(_clip_by_norm(g, self.clipnorm, np.sqrt(np.sum(g * g))), p) for g, p in pairs]
+        if self.global_clipnorm is not None:
+            norm = np.sqrt(sum(np.sum(g * g) for g, _ in pairs))
+            pairs = [(_clip_by_norm(g, self.global_clipnorm, norm), p) for g, p in pairs]
+        for grad, param in pairs:
+            if self.weight_decay:
+                param *= 1 - self.learning_rate * self.weight_decay
             self._update(param, grad, self.slots(param))
+
+    def _with_options(self, config):
+        """``config`` with the options that are on (what :meth:`get_config` returns)."""
+        return {**config, **self.options}
 
     def __setstate__(self, state):
         """Unpickled: the state is keyed by the new ids of the (unpickled, same) parameter arrays."""
@@ -107,6 +152,11 @@ class Optimizer:
         raise NotImplementedError
 
 
+def _clip_by_norm(grad, limit, norm):
+    """``grad · limit / max(norm, limit)``: unchanged when ``norm ≤ limit`` (``tf.clip_by_norm``)."""
+    return grad if norm <= limit else grad * (limit / norm)
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, in Keras' form.
 
@@ -116,8 +166,8 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, *, lr=None):
-        super().__init__(learning_rate, lr)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, *, lr=None, **options):
+        super().__init__(learning_rate, lr, **options)
         self.momentum = _fraction("momentum", momentum)
         self.nesterov = bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
@@ -137,8 +187,8 @@ class SGD(Optimizer):
             axpy(param, v, 1.0)
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate, "momentum": self.momentum,
-                "nesterov": self.nesterov}
+        return self._with_options({"name": self.name, "learning_rate": self.learning_rate, "momentum": self.momentum,
+                                   "nesterov": self.nesterov})
 
 
 class Adam(Optimizer):
@@ -156,8 +206,8 @@ class Adam(Optimizer):
     slot_names = ("m", "v")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, epsilon_form="keras", *,
-                 lr=None, eps=None):
-        super().__init__(learning_rate, lr)
+                 lr=None, eps=None, **options):
+        super().__init__(learning_rate, lr, **options)
         self.beta_1 = _fraction("beta_1", beta_1)
         self.beta_2 = _fraction("beta_2", beta_2)
         self.epsilon = _positive("epsilon", epsilon if eps is None else eps)
@@ -183,7 +233,19 @@ class Adam(Optimizer):
                   "beta_2": self.beta_2, "epsilon": self.epsilon}
         if self.epsilon_form != "keras":
             config["epsilon_form"] = self.epsilon_form
-        return config
+        return self._with_options(config)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), Keras' ``AdamW``: ``weight_decay`` defaults
+    to 0.004; ``p ← p · (1 − lr · weight_decay)``, then Adam's step (``torch.optim.AdamW`` with
+    ``epsilon_form="torch"``)."""
+
+    name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 epsilon_form="keras", **options):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, epsilon_form, weight_decay=weight_decay, **options)
 
 
 class RMSprop(Optimizer):
@@ -195,8 +257,9 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     slot_names = ("velocity",)
 
-    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, epsilon_form="keras", *, lr=None, eps=None):
-        super().__init__(learning_rate, lr)
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, epsilon_form="keras", *, lr=None, eps=None,
+                 **options):
+        super().__init__(learning_rate, lr, **options)
         self.rho = _fraction("rho", rho)
         self.epsilon = _positive("epsilon", epsilon if eps is None else eps)
         self.epsilon_form = _epsilon_form(epsilon_form)
@@ -216,10 +279,10 @@ class RMSprop(Optimizer):
         config = {"name": self.name, "learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}
         if self.epsilon_form != "keras":
             config["epsilon_form"] = self.epsilon_form
-        return config
+        return self._with_options(config)
 
 
-_CLASSES = {cls.name: cls for cls in (SGD, Adam, RMSprop)}
+_CLASSES = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
 NAMES = tuple(_CLASSES)
 
 

@@ -29,6 +29,7 @@ from .errors import FcnetError, RunInterrupted
 from .layers import Dense
 from .model import Sequential
 from .records import DIGIT_SETS, TEST_NAMES, ModelInfo, RunMetrics
+from .regularizers import L2
 from .threads import choose as choose_threads
 
 __all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "test_metrics", "load_data",
@@ -61,12 +62,13 @@ class RunResult:
     files: list = dataclasses.field(default_factory=list)
 
 
-def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax"):
+def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax", l2=0.0):
     """The network ``fcnet train`` trains: hidden ``Dense`` layers of ``activation``, then an ``output`` layer
-    (a softmax over the classes, or ``linear`` for regression)."""
+    (a softmax over the classes, or ``linear`` for regression); with ``l2``, an L2 penalty on every kernel."""
     widths = [*hidden, n_out]
     acts = [activation] * len(hidden) + [output]
-    layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None) for i, (w, a) in enumerate(zip(widths, acts))]
+    layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None, kernel_regularizer=L2(l2) if l2 else None)
+              for i, (w, a) in enumerate(zip(widths, acts))]
     return Sequential(layers, seed=seed, dtype=dtype)
 
 
@@ -105,11 +107,15 @@ def prepare(config):
     regression = config.task == "regression"
     n_in = int(np.prod(x_train.shape[1:]))
     model = build_model(config.hidden, config.activation, n_in, 1 if regression else len(info.class_names),
-                        config.seed, config.dtype, output="linear" if regression else "softmax")
+                        config.seed, config.dtype, output="linear" if regression else "softmax", l2=config.l2)
     model.metadata = info.to_metadata()
     optimizer = {"name": config.optimizer, "learning_rate": config.lr}
     if config.momentum:
         optimizer["momentum"] = config.momentum
+    if config.weight_decay:
+        optimizer["weight_decay"] = config.weight_decay
+    if config.clipnorm:
+        optimizer["clipnorm"] = config.clipnorm
     model.compile(optimizer=optimizer, loss=config.loss, metrics=None if regression else ["accuracy"])
     return (x_train, y_train), (x_test, y_test), model
 

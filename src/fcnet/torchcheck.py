@@ -108,11 +108,19 @@ def torch_optimizer(optimizer, params):
     (Nesterov likewise). RMSprop: ``rho`` is torch's ``alpha``. Adam and RMSprop match torch exactly only with
     ``epsilon_form="torch"``; in their default Keras form epsilon sits elsewhere (inside the root for
     RMSprop, outside the bias correction for Adam), a difference that vanishes when ``sqrt(v) ≫ epsilon``.
+    Decoupled weight decay is ``torch.optim.AdamW``'s, and for SGD without momentum torch's (coupled) one, which
+    is then the same step; torch has none for RMSprop or SGD with momentum (ValueError). Gradient clipping is
+    not an optimizer option in torch: callers clip ``p.grad`` themselves.
     """
     torch = import_torch()
     c = optimizer.get_config()
-    if c["name"] == "sgd":
-        return torch.optim.SGD(params, lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"])
+    wd = c.get("weight_decay") or 0.0
+    if wd and (c["name"] == "rmsprop" or c.get("momentum")):
+        raise ValueError("torch.optim has no decoupled weight decay for RMSprop or SGD with momentum")
+    if c["name"] == "sgd":  # without momentum torch's coupled weight decay is the decoupled one
+        return torch.optim.SGD(params, lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"],
+                               weight_decay=wd)
     if c["name"] == "rmsprop":
         return torch.optim.RMSprop(params, lr=c["learning_rate"], alpha=c["rho"], eps=c["epsilon"])
-    return torch.optim.Adam(params, lr=c["learning_rate"], betas=(c["beta_1"], c["beta_2"]), eps=c["epsilon"])
+    return torch.optim.AdamW(params, lr=c["learning_rate"], betas=(c["beta_1"], c["beta_2"]), eps=c["epsilon"],
+                             weight_decay=wd)
