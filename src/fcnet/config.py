@@ -121,6 +121,8 @@ class TrainConfig:
         The optimizer's decoupled weight decay and per-array gradient clipping (:mod:`fcnet.optimizers`).
     l2 : float
         An L2 penalty on every Dense layer's weights (:mod:`fcnet.regularizers`).
+    dropout : float in [0, 1)
+        A :class:`~fcnet.layers.Dropout` of this rate after every hidden layer.
     batch_size, epochs : int
     validation_split : float in [0, 1)
         Fraction held out from the end of the training set, as in Keras.
@@ -163,6 +165,8 @@ class TrainConfig:
                                  "engine)")
     clipnorm: float | None = _field(None, _optional(_positive_float), "scale each gradient array to at most this "
                                     "L2 norm (Keras' clipnorm; numpy engine)")
+    dropout: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
+                            "dropout rate after every hidden layer (fcnet.Dropout; numpy engine)")
     l2: float = _field(0.0, _Check(float, lambda v: 0 <= v < math.inf, "a number ≥ 0"),
                        "L2 penalty l2·ΣW² on every layer's weights, added to the loss (Keras' kernel_regularizer; "
                        "numpy engine)")

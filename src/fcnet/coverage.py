@@ -43,6 +43,8 @@ def unsupported(model, y, squared_error=True):
             return f"layer type {type(layer).__name__} is not compiled"
         if layer.kernel_regularizer is not None:
             return "a kernel regularizer is not compiled"
+        if layer.dropout:
+            return "dropout is not compiled"
         if last and type(act) not in (activations.Softmax, activations.Linear):
             return f"output activation {act.name!r} is not compiled"
         if not last and type(act) not in ACTIVATIONS:

@@ -62,8 +62,9 @@ def parameter_names(model):
 
 
 def _loss(model, x, y):
-    """The mean batch loss in the model's own precision (``evaluate`` would round it to a float)."""
-    loss_input, _ = model.forward(x, training=False)
+    """The mean batch loss in the model's own precision (``evaluate`` would round it to a float); a model with
+    dropout runs its training forward pass, through the masks pinned on its layers."""
+    loss_input, _ = model.forward(x, training=any(layer.dropout for layer in model.layers))
     return model.loss.per_example(loss_input, y).mean() + model.penalty(exact=True)
 
 
@@ -115,15 +116,18 @@ def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE, engi
     """
     x = np.asarray(x)
     x = x / 255.0 if x.dtype == np.uint8 else np.asarray(x, dtype=np.float64)
+    double = model.astype("float64")
     if engine == "cuda":
         from .cuda import loss_and_gradients
 
-        _, grads = loss_and_gradients(model.astype("float64"), x, y)
+        _, grads = loss_and_gradients(double, x, y)
     elif engine == "numpy":
-        _, grads = model.astype("float64").loss_and_gradients(x, y)
+        _, grads = double.loss_and_gradients(x, y)
     else:
         raise ValueError(f"engine must be 'numpy' or 'cuda', got {engine!r}")
     wide = model.astype(np.longdouble)
+    for narrow, layer in zip(double.layers, wide.layers):  # the dropout masks the analytic gradients saw
+        layer.fixed_mask = None if narrow.mask is None else narrow.mask.astype(np.longdouble)
     x_wide, y = x.astype(np.longdouble).reshape(len(x), -1), wide.check_targets(y, len(x))
     step = np.longdouble(eps)
     rng = np.random.default_rng(seed)

@@ -5,13 +5,35 @@ and ``a`` — only what ``backward`` needs — and ``backward`` fills ``grads``
 (same keys as ``params``) and returns the gradient with respect to the input.
 Training reuses per-layer scratch buffers (``out=`` everywhere), so a step
 allocates no arrays. See ``docs/backprop.md`` for the derivation.
+
+``Dropout(rate)`` is Keras' layer for :class:`~fcnet.model.Sequential`, which hands its rate to the Dense layer
+after it: inverted dropout of that layer's input while training, ``x̃ = x ⊙ m / (1 − rate)`` with ``m`` Bernoulli
+(keep probability ``1 − rate``) drawn from the model's generator, so a seed fixes the masks and a resumed run
+draws the ones it would have drawn. The backward pass is ``dW = x̃ᵀ δ`` and ``dx = (δ Wᵀ) ⊙ m / (1 − rate)``.
+At inference nothing is dropped or scaled.
 """
 
 import numpy as np
 
 from . import activations, initializers, regularizers
 
-__all__ = ["Dense"]
+__all__ = ["Dense", "Dropout"]
+
+
+class Dropout:
+    """Keras' ``Dropout(rate)``: zero each input of the next Dense layer with probability ``rate`` while training,
+    scaling the kept ones by ``1 / (1 − rate)``. :class:`~fcnet.model.Sequential` stores it as that layer's
+    ``dropout``; it must be followed by a Dense layer."""
+
+    def __init__(self, rate, name=None):
+        self.rate = _rate(rate)
+        self.name = name
+
+
+def _rate(rate):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate < 1:
+        raise ValueError(f"dropout rate must be a number in [0, 1), got {rate!r}")
+    return float(rate)
 
 
 class Dense:
@@ -31,15 +53,22 @@ class Dense:
     kernel_regularizer : regularizers.L2 or "l2", optional
         A penalty on ``W`` added to the loss (and its gradient to ``dW``); see :mod:`fcnet.regularizers`.
     name : str, optional
+    dropout : float in [0, 1)
+        Inverted dropout of this layer's input while training (what a :class:`Dropout` before it sets).
 
     Attributes
     ----------
     params, grads : dict
         ``"W"``, shape ``(n_in, n_out)``, and ``"b"``, shape ``(n_out,)``.
+    mask : ndarray or None
+        The scaled dropout mask ``m / (1 − rate)`` of the last training forward pass (None without dropout).
+    fixed_mask : ndarray or None
+        Set it to use this mask instead of drawing one (``gradcheck`` pins the masks this way, so that finite
+        differences see the same thinned network).
     """
 
     def __init__(self, units, activation=None, input_dim=None, kernel_initializer=None, name=None,
-                 kernel_regularizer=None):
+                 kernel_regularizer=None, dropout=0.0):
         if int(units) != units or units < 1:
             raise ValueError(f"units must be a positive integer, got {units!r}")
         if input_dim is not None and (int(input_dim) != input_dim or input_dim < 1):
@@ -50,7 +79,9 @@ class Dense:
         self.kernel_initializer = kernel_initializer or initializers.default_for(self.activation.name)
         initializers.get(self.kernel_initializer)  # fail early on an unknown name
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.dropout = _rate(dropout)
         self.name = name
+        self.mask = self.fixed_mask = self._rng = None
         self.params = {}
         self.grads = {}
         self._buffers = {}
@@ -59,6 +90,7 @@ class Dense:
     def build(self, input_dim, rng, dtype):
         """Create ``W`` from the kernel initializer and ``b = 0`` (draws from ``rng``)."""
         self.input_dim = int(input_dim)
+        self._rng = rng  # the model's generator: dropout masks come from it
         shape = (self.input_dim, self.units)
         self.params = {
             "W": initializers.get(self.kernel_initializer)(rng, shape).astype(dtype),
@@ -99,6 +131,10 @@ class Dense:
         z, a : ndarray, shape (n_batch, n_out)
         """
         n = len(x)
+        self.mask = None
+        if training and self.dropout:
+            self.mask = self.fixed_mask if self.fixed_mask is not None else self._draw_mask(n)
+            x = np.multiply(x, self.mask, out=self._buffer("dropped", n, self.input_dim))
         # The compiled twin (fcnet.jit): the forward GEMM in _steps, then bias and activation in _activate.
         z = np.matmul(x, self.params["W"], out=self._buffer("z", n, self.units) if training else None)
         z += self.params["b"]
@@ -110,6 +146,14 @@ class Dense:
             a = z
         self._cache = (x, a) if training else None
         return z, a
+
+    def _draw_mask(self, n):
+        """``m / (1 − rate)`` for ``n`` rows, ``m`` Bernoulli(1 − rate) from the model's generator (drawn in
+        float64 whatever the model's dtype, so float32 and float64 runs of one seed drop the same inputs)."""
+        mask = self._buffer("mask", n, self.input_dim)
+        np.greater_equal(self._rng.random((n, self.input_dim)), self.dropout, out=mask)
+        mask *= 1 / (1 - self.dropout)
+        return mask
 
     def backward(self, dout, wrt_z=False, need_dx=True):
         """Fill ``grads`` and return the gradient with respect to the input.
@@ -142,7 +186,10 @@ class Dense:
         np.add.reduce(delta, axis=0, out=self.grads["b"])
         if not need_dx:
             return None
-        return np.matmul(delta, self.params["W"].T, out=self._buffer("dx", len(delta), self.input_dim))
+        dx = np.matmul(delta, self.params["W"].T, out=self._buffer("dx", len(delta), self.input_dim))
+        if self.mask is not None:
+            dx *= self.mask  # the dropped inputs had no effect on the loss
+        return dx
 
     def get_weights(self):
         """Copies of ``[W, b]``, as Keras' ``layer.get_weights()``."""
@@ -164,4 +211,6 @@ class Dense:
                   "kernel_initializer": self.kernel_initializer, "name": self.name}
         if self.kernel_regularizer is not None:
             config["kernel_regularizer"] = self.kernel_regularizer.get_config()
+        if self.dropout:
+            config["dropout"] = self.dropout
         return config

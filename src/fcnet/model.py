@@ -16,7 +16,7 @@ from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import serialization, training
 from .errors import DataError
-from .layers import Dense
+from .layers import Dense, Dropout
 from .metrics import count_correct
 
 __all__ = ["Sequential", "Evaluation"]
@@ -31,7 +31,7 @@ class Sequential:
 
     Parameters
     ----------
-    layers : list of Dense
+    layers : list of Dense (and Dropout, stored as the next Dense layer's ``dropout``)
     seed : int, optional
         Seeds initialisation and shuffling; ``None`` draws one, recorded in ``seed``.
     dtype : {"float32", "float64"}
@@ -52,15 +52,29 @@ class Sequential:
         self.metrics = []
         self.metadata = {}  # free-form facts saved with the model (data set, class names)
         self.stop_training = False
+        self._dropout = None  # the rate of a Dropout added last, for the Dense layer that follows it
         for layer in layers:
             self.add(layer)
 
     # -- structure -------------------------------------------------------------------------------------------
 
     def add(self, layer):
-        """Append a layer; weights are created as soon as the first layer's ``input_dim`` is known."""
+        """Append a layer; weights are created as soon as the first layer's ``input_dim`` is known.
+
+        A :class:`~fcnet.layers.Dropout` becomes the ``dropout`` of the Dense layer added after it (dropout
+        after the last layer would drop the network's answer, and is refused when compiling).
+        """
+        if isinstance(layer, Dropout):
+            if self._dropout is not None:
+                raise ValueError("two Dropout layers in a row: combine their rates into one")
+            self._dropout = layer.rate
+            return
         if not isinstance(layer, Dense):
-            raise TypeError(f"Sequential takes Dense layers, got {type(layer).__name__}")
+            raise TypeError(f"Sequential takes Dense and Dropout layers, got {type(layer).__name__}")
+        if self._dropout is not None:
+            if layer.dropout:
+                raise ValueError(f"a Dropout layer before a Dense layer that has dropout={layer.dropout} already")
+            layer.dropout, self._dropout = self._dropout, None
         was_built = self.built
         self.layers.append(layer)
         if was_built:
@@ -124,6 +138,8 @@ class Sequential:
         A cross-entropy with ``from_logits=False`` needs a softmax output layer, which
         it then fuses with the loss; ``from_logits=True`` reads the output as logits.
         """
+        if self._dropout is not None:
+            raise ValueError("a Dropout layer must be followed by a Dense layer (it drops the next layer's inputs)")
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = losses_mod.get(loss)
         metrics = list(metrics or [])
@@ -380,6 +396,8 @@ class Sequential:
         rows = [("Layer (type)", "Output Shape", "Activation", "Param #")]
         for i, layer in enumerate(self.layers):
             n = sum(p.size for p in layer.params.values()) if self.built else 0
+            if layer.dropout:
+                rows.append((f"dropout_{i} (Dropout)", f"(None, {layer.input_dim})", f"rate {layer.dropout:g}", "0"))
             rows.append((f"{layer.name or f'dense_{i}'} (Dense)", f"(None, {layer.units})",
                          layer.activation.name, f"{n:,}"))
         widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]

@@ -62,13 +62,14 @@ class RunResult:
     files: list = dataclasses.field(default_factory=list)
 
 
-def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax", l2=0.0):
+def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax", l2=0.0, dropout=0.0):
     """The network ``fcnet train`` trains: hidden ``Dense`` layers of ``activation``, then an ``output`` layer
-    (a softmax over the classes, or ``linear`` for regression); with ``l2``, an L2 penalty on every kernel."""
+    (a softmax over the classes, or ``linear`` for regression); with ``l2``, an L2 penalty on every kernel; with
+    ``dropout``, a Dropout of that rate after every hidden layer."""
     widths = [*hidden, n_out]
     acts = [activation] * len(hidden) + [output]
-    layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None, kernel_regularizer=L2(l2) if l2 else None)
-              for i, (w, a) in enumerate(zip(widths, acts))]
+    layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None, kernel_regularizer=L2(l2) if l2 else None,
+                    dropout=dropout if i > 0 else 0.0) for i, (w, a) in enumerate(zip(widths, acts))]
     return Sequential(layers, seed=seed, dtype=dtype)
 
 
@@ -107,7 +108,8 @@ def prepare(config):
     regression = config.task == "regression"
     n_in = int(np.prod(x_train.shape[1:]))
     model = build_model(config.hidden, config.activation, n_in, 1 if regression else len(info.class_names),
-                        config.seed, config.dtype, output="linear" if regression else "softmax", l2=config.l2)
+                        config.seed, config.dtype, output="linear" if regression else "softmax", l2=config.l2,
+                        dropout=config.dropout)
     model.metadata = info.to_metadata()
     optimizer = {"name": config.optimizer, "learning_rate": config.lr}
     if config.momentum:

@@ -61,12 +61,15 @@ def _as_float64(x):
 def torch_loss(model, params, x, y):
     """``model``'s loss as a differentiable torch scalar of ``params`` (torch tensors shaped like its weights).
 
-    The cross-entropy of a softmax output is taken on the logits, as fcnet does.
+    The cross-entropy of a softmax output is taken on the logits, as fcnet does. A layer with dropout drops its
+    inputs with the mask of its last training forward pass (``layer.mask``): the same thinned network.
     """
     torch = import_torch()
     y = model.check_targets(y, len(x))
     h = z = torch.as_tensor(_as_float64(x))
     for i, layer in enumerate(model.layers):
+        if layer.mask is not None:
+            h = h * torch.as_tensor(np.asarray(layer.mask, dtype=np.float64))
         z = h @ params[2 * i] + params[2 * i + 1]
         h = _activation(torch, layer, z)
     return _loss(torch, model.loss, z if model.fuses_softmax else h, y)
