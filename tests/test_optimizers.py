@@ -165,3 +165,22 @@ def test_the_compiled_engine_refuses_the_options_and_auto_falls_back():
     plain = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=6), fcnet.Dense(3, "softmax")], seed=0)
     plain.compile(fcnet.Adam(weight_decay=0.0), "sparse_categorical_crossentropy")  # decay 0 is plain Adam
     assert choose_engine(plain, y) == "numba"
+
+
+def test_subnormal_state_is_flushed_and_the_weights_do_not_notice(monkeypatch):
+    """Adam's first moment decays by 0.9 a step where the gradient stays 0: within ~800 steps it is subnormal in
+    float32 (slow arithmetic). Flushed every FLUSH_EVERY steps, it is 0 instead, and the weights are the same."""
+    grads = [np.array([1e-3, 0.5, -2.0], dtype=np.float32)] + [np.array([0.0, 0.5, -2.0], dtype=np.float32)] * 1200
+
+    def run():
+        opt, p = fcnet.Adam(lr=0.01), np.array([0.3, -0.2, 0.1], dtype=np.float32)
+        for g in grads:
+            opt.apply_gradients([(g, p)])
+        return p, opt.slots(p)["m"]
+
+    flushed, m = run()
+    assert m[0] == 0 and len(grads) % optimizers.FLUSH_EVERY == 1
+    monkeypatch.setattr(optimizers, "FLUSH_EVERY", 10**9)
+    kept, m_kept = run()
+    assert 0 < abs(m_kept[0]) < np.finfo(np.float32).tiny  # without the flush: subnormal
+    assert_allclose(flushed, kept, rtol=0, atol=0)
