@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 
-from . import activations, datasets, losses, optimizers, tables
+from . import activations, datasets, losses, optimizers, schedules, tables
 from .engines import ENGINES
 from .records import PREPARATIONS
 
@@ -117,6 +117,10 @@ class TrainConfig:
         Names from :mod:`fcnet.activations`, :mod:`fcnet.losses`, :mod:`fcnet.optimizers`.
     lr, momentum, lr_decay : float
         Learning rate; SGD momentum (SGD only); the factor applied to ``lr`` after every epoch.
+    lr_schedule : {"cosine", "step", "exp", "onecycle"}, optional
+        The learning rate of each epoch, from ``lr`` (:func:`fcnet.schedules.per_epoch`); not with ``lr_decay``.
+    warmup : int
+        Epochs of linear warm-up (``cosine`` only).
     weight_decay, clipnorm : float
         The optimizer's decoupled weight decay and per-array gradient clipping (:mod:`fcnet.optimizers`).
     l2 : float
@@ -172,6 +176,11 @@ class TrainConfig:
                        "numpy engine)")
     lr_decay: float = _field(1.0, _Check(float, lambda v: 0 < v <= 1, "in (0, 1]"),
                              "multiply the learning rate by this after every epoch")
+    lr_schedule: str | None = _field(None, _optional(_Choice(schedules.NAMES)),
+                                     "the learning rate per epoch: cosine (with --warmup), step (/10 at 50 %% and "
+                                     "75 %% of the epochs), exp (to lr/100), onecycle (peaking at lr)")
+    warmup: int = _field(0, _Check(int, lambda v: v >= 0, "an integer ≥ 0"),
+                         "epochs of linear warm-up before the cosine schedule")
     batch_size: int = _field(64, _positive_int, "examples per gradient step")
     epochs: int = _field(20, _positive_int, "passes over the training set")
     validation_split: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -196,6 +205,10 @@ class TrainConfig:
                 raise ValueError(f"{f.name} {exc}, got {getattr(self, f.name)!r}") from None
         if self.momentum and self.optimizer != "sgd":
             raise ValueError("momentum applies to optimizer sgd only")
+        if self.lr_schedule is not None or self.warmup:
+            if self.lr_decay != 1:
+                raise ValueError("lr_decay and lr_schedule both set the learning rate per epoch: choose one")
+            schedules.per_epoch(self.lr_schedule, self.lr, self.epochs, self.warmup)  # warmup fits, or says why
         if not self.is_table and (self.target is not None or self.task != "classification" or self.test_split != 0.2):
             raise ValueError("target, task and test_split apply to tables (csv:, parquet:, npz:) only; "
                              f"{self.dataset} has its own labels and test set")

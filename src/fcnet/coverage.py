@@ -51,6 +51,8 @@ def unsupported(model, y, squared_error=True):
             return f"hidden activation {act.name!r} is not compiled"
     if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam, optimizers.RMSprop):
         return f"optimizer {type(model.optimizer).__name__} is not compiled"
+    if model.optimizer.schedule is not None:
+        return "a learning-rate schedule read at every step is not compiled (one set per epoch is: callbacks)"
     if any(model.optimizer.options.values()):
         return f"the optimizer's {', '.join(k for k, v in model.optimizer.options.items() if v)} is not compiled"
     return None

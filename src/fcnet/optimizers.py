@@ -21,6 +21,7 @@ run on the NumPy engine (``fcnet.coverage`` refuses them in the compiled ones).
 
 import numpy as np
 
+from . import schedules
 from .blas import axpby, axpy
 from .registry import resolve
 
@@ -58,15 +59,22 @@ def _epsilon_form(value):
 
 
 class Optimizer:
-    """Base class. ``learning_rate`` may also be given as ``lr``; ``weight_decay``, ``clipnorm``, ``clipvalue``
-    and ``global_clipnorm`` are the options described in the module's docstring (``None``: off)."""
+    """Base class. ``learning_rate`` may also be given as ``lr``, and may be a schedule
+    (:mod:`fcnet.schedules`: read before every step with the step count, as Keras reads it; ``schedule`` holds
+    it); ``weight_decay``, ``clipnorm``, ``clipvalue`` and ``global_clipnorm`` are the options described in the
+    module's docstring (``None``: off)."""
 
     name = ""
     slot_names = ()
 
     def __init__(self, learning_rate, lr=None, *, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None):
-        self.learning_rate = _positive("learning rate", learning_rate if lr is None else lr)
+        learning_rate = learning_rate if lr is None else lr
+        if isinstance(learning_rate, dict):  # a saved schedule
+            learning_rate = schedules.get(learning_rate)
+        self.schedule = learning_rate if isinstance(learning_rate, schedules.LearningRateSchedule) else None
+        self.learning_rate = (_positive("learning rate", learning_rate) if self.schedule is None else
+                              _non_negative("the schedule's learning rate", self.schedule(0)))  # a warm-up from 0
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError("clipnorm and global_clipnorm cannot both be set")
         self.weight_decay = None if weight_decay is None else _non_negative("weight_decay", weight_decay)
@@ -89,6 +97,8 @@ class Optimizer:
         grads_and_params : iterable of (ndarray, ndarray)
             ``(gradient, parameter)`` pairs of equal shapes, as ``zip(grads, model.parameters)``.
         """
+        if self.schedule is not None:
+            self.learning_rate = _non_negative("the schedule's learning rate", self.schedule(self.iterations))
         self.iterations += 1
         pairs = list(grads_and_params)
         for grad, param in pairs:
@@ -123,7 +133,9 @@ class Optimizer:
                     np.copyto(array, 0, where=np.abs(array) < np.finfo(array.dtype).tiny)
 
     def _with_options(self, config):
-        """``config`` with the options that are on (what :meth:`get_config` returns)."""
+        """``config`` with the options that are set and the schedule (what :meth:`get_config` returns)."""
+        if self.schedule is not None:
+            config["learning_rate"] = self.schedule.get_config()
         return {**config, **self.options}
 
     def __setstate__(self, state):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets, tables
-from .callbacks import EpochLog, LearningRateDecay, ProgressBar
+from .callbacks import EpochLog, LearningRateDecay, LearningRateScheduler, ProgressBar
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint
 from .config import TrainConfig
 from .errors import FcnetError, RunInterrupted
@@ -30,6 +30,7 @@ from .layers import Dense
 from .model import Sequential
 from .records import DIGIT_SETS, TEST_NAMES, ModelInfo, RunMetrics
 from .regularizers import L2
+from .schedules import per_epoch
 from .threads import choose as choose_threads
 
 __all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "test_metrics", "load_data",
@@ -228,6 +229,9 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
     n_train = int(len(x_train) * (1 - config.validation_split))
     steps = math.ceil(n_train / config.batch_size)
     run_callbacks = [LearningRateDecay(config.lr_decay)] if config.lr_decay != 1 else []
+    if config.lr_schedule:  # a function of the epoch alone: a resumed run picks it up where it was
+        schedule = per_epoch(config.lr_schedule, config.lr, config.epochs, config.warmup)
+        run_callbacks.append(LearningRateScheduler(lambda epoch, lr: schedule(epoch)))
     if verbose >= 2:
         run_callbacks += [ProgressBar(config.epochs, steps), EpochLog(config.epochs)]
     checkpoint = None
