@@ -103,3 +103,22 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Keep every test away from the user's real cache and data folders."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("FCNET_DATA", raising=False)
+
+
+def follow_torch(model, params, reference, rng, steps=25, before_step=None, scheduler=None):
+    """``steps`` training steps of ``model`` (its own optimizer) beside ``reference`` (a torch optimizer of the
+    tensors ``params``) on the same random batches of 6 × 5 inputs and 3 classes; ``before_step(params)`` may edit
+    torch's gradients (clipping), ``scheduler`` is stepped after each torch step."""
+    from fcnet.torchcheck import torch_loss
+
+    for _ in range(steps):
+        x, y = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
+        _, grads = model.loss_and_gradients(x, y)
+        model.optimizer.apply_gradients(zip(grads, model.parameters))
+        reference.zero_grad()
+        torch_loss(model, params, x, y).backward()
+        if before_step is not None:
+            before_step(params)
+        reference.step()
+        if scheduler is not None:
+            scheduler.step()

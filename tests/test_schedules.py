@@ -52,7 +52,7 @@ def test_cosine_exponential_and_one_cycle_follow_torch_schedulers():
 
 def test_a_schedule_as_learning_rate_follows_torch_step_by_step():
     torch = pytest.importorskip("torch")
-    from fcnet.torchcheck import torch_loss
+    from conftest import follow_torch
 
     rng = np.random.default_rng(3)
     model = fcnet.Sequential([fcnet.Dense(8, "tanh", input_dim=5), fcnet.Dense(3, "softmax")], seed=1,
@@ -62,14 +62,7 @@ def test_a_schedule_as_learning_rate_follows_torch_step_by_step():
     params = [torch.tensor(p.copy(), requires_grad=True) for p in model.parameters]
     reference = torch.optim.Adam(params, lr=0.05, eps=1e-7)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.05, total_steps=25, cycle_momentum=False)
-    for _ in range(25):
-        x, y = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
-        _, grads = model.loss_and_gradients(x, y)
-        model.optimizer.apply_gradients(zip(grads, model.parameters))
-        reference.zero_grad()
-        torch_loss(model, params, x, y).backward()
-        reference.step()
-        scheduler.step()
+    follow_torch(model, params, reference, rng, scheduler=scheduler)
     for mine, theirs in zip(model.parameters, params):
         assert_allclose(mine, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
 

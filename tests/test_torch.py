@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
+from conftest import follow_torch  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 import fcnet
 from fcnet import activations
-from fcnet.torchcheck import torch_check, torch_loss, torch_optimizer
+from fcnet.torchcheck import torch_check, torch_optimizer
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'fcnet[torch]')")
 
@@ -69,14 +70,7 @@ def test_trajectories_equal_torch_optim(optimizer):
     model, rng = make([8, 6], "tanh", "sparse", 5, 3, seed=1)
     model.compile(optimizer, "sparse_categorical_crossentropy")
     params = [torch.tensor(p.copy(), requires_grad=True) for p in model.parameters]
-    reference = torch_optimizer(optimizer, params)
-    for _ in range(25):
-        x, y = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
-        _, grads = model.loss_and_gradients(x, y)
-        model.optimizer.apply_gradients(zip(grads, model.parameters))
-        reference.zero_grad()
-        torch_loss(model, params, x, y).backward()
-        reference.step()
+    follow_torch(model, params, torch_optimizer(optimizer, params), rng)
     for mine, theirs in zip(model.parameters, params):
         assert_allclose(mine, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
     assert not np.allclose(model.parameters[0], make([8, 6], "tanh", "sparse", 5, 3, seed=1)[0].parameters[0])
@@ -90,30 +84,26 @@ def test_clipped_trajectories_equal_torch_with_keras_clipping(option, value):
     model.compile(fcnet.Adam(lr=0.01, epsilon_form="torch", weight_decay=0.02, **{option: value}),
                   "sparse_categorical_crossentropy")
     params = [torch.tensor(p.copy(), requires_grad=True) for p in model.parameters]
-    reference = torch_optimizer(model.optimizer, params)
     clipped = 0
-    for _ in range(25):
-        x, y = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
-        _, grads = model.loss_and_gradients(x, y)
-        model.optimizer.apply_gradients(zip(grads, model.parameters))
-        reference.zero_grad()
-        torch_loss(model, params, x, y).backward()
-        with torch.no_grad():
-            norms = [p.grad.norm() for p in params]
-            if option == "clipvalue":
-                clipped += sum(bool((p.grad.abs() > value).any()) for p in params)
-                for p in params:
-                    p.grad.clamp_(-value, value)
-            elif option == "clipnorm":
-                clipped += sum(bool(n > value) for n in norms)
-                for p, n in zip(params, norms):
-                    p.grad.mul_(value / max(float(n), value))
-            else:
-                total = float(torch.sqrt(sum(n**2 for n in norms)))
-                clipped += total > value
-                for p in params:
-                    p.grad.mul_(value / max(total, value))
-        reference.step()
+
+    def clip(params):
+        nonlocal clipped
+        norms = [p.grad.norm() for p in params]
+        if option == "clipvalue":
+            clipped += sum(bool((p.grad.abs() > value).any()) for p in params)
+            for p in params:
+                p.grad.clamp_(-value, value)
+        elif option == "clipnorm":
+            clipped += sum(bool(n > value) for n in norms)
+            for p, n in zip(params, norms):
+                p.grad.mul_(value / max(float(n), value))
+        else:
+            total = float(torch.sqrt(sum(n**2 for n in norms)))
+            clipped += total > value
+            for p in params:
+                p.grad.mul_(value / max(total, value))
+
+    follow_torch(model, params, torch_optimizer(model.optimizer, params), rng, before_step=clip)
     assert clipped >= 25
     for mine, theirs in zip(model.parameters, params):
         assert_allclose(mine, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
