@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 
-from . import activations, datasets, losses, optimizers, schedules, tables
+from . import activations, augment, datasets, losses, optimizers, schedules, tables
 from .engines import ENGINES
 from .records import PREPARATIONS
 
@@ -77,6 +77,11 @@ def _dataset(value):
                      "npz:PATH")
 
 
+def _augment(value):
+    augment.parse(value)  # checks it
+    return ",".join(p.strip() for p in str(value).split(",") if p.strip())
+
+
 def _optional(check):
     def optional(value):
         return None if value is None else check(value)
@@ -125,6 +130,8 @@ class TrainConfig:
         The optimizer's decoupled weight decay and per-array gradient clipping (:mod:`fcnet.optimizers`).
     l2 : float
         An L2 penalty on every Dense layer's weights (:mod:`fcnet.regularizers`).
+    augment : str, optional
+        Distortions of the training images, e.g. ``"shift,rotate,elastic"`` (:func:`fcnet.augment.parse`).
     dropout : float in [0, 1)
         A :class:`~fcnet.layers.Dropout` of this rate after every hidden layer.
     batch_size, epochs : int
@@ -171,6 +178,9 @@ class TrainConfig:
                                     "L2 norm (Keras' clipnorm; numpy engine)")
     dropout: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
                             "dropout rate after every hidden layer (fcnet.Dropout; numpy engine)")
+    augment: str | None = _field(None, _optional(_augment), "distort the training images afresh every epoch: "
+                                 "shift, rotate, scale, elastic (Simard's), each with a default strength or as "
+                                 "name=value, e.g. shift=2,rotate=10,elastic=34,sigma=4")
     l2: float = _field(0.0, _Check(float, lambda v: 0 <= v < math.inf, "a number ≥ 0"),
                        "L2 penalty l2·ΣW² on every layer's weights, added to the loss (Keras' kernel_regularizer; "
                        "numpy engine)")
@@ -209,6 +219,8 @@ class TrainConfig:
             if self.lr_decay != 1:
                 raise ValueError("lr_decay and lr_schedule both set the learning rate per epoch: choose one")
             schedules.per_epoch(self.lr_schedule, self.lr, self.epochs, self.warmup)  # warmup fits, or says why
+        if self.augment and self.is_table:
+            raise ValueError("augment distorts images; a table's rows are not")
         if not self.is_table and (self.target is not None or self.task != "classification" or self.test_split != 0.2):
             raise ValueError("target, task and test_split apply to tables (csv:, parquet:, npz:) only; "
                              f"{self.dataset} has its own labels and test set")

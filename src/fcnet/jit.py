@@ -27,7 +27,7 @@ from . import blas, coverage
 from .blas import NO_TRANS, ROW_MAJOR, TRANS
 from .coverage import ACTIVATIONS, ADAM, MOMENTUM, NESTEROV, SGD, STEP_ROWS, OptimizerRule, check_epoch
 
-__all__ = ["unsupported", "NumbaEngine", "STEP_ROWS", "HYPER"]
+__all__ = ["unsupported", "NumbaEngine", "STEP_ROWS", "HYPER", "sample_bilinear"]
 
 
 
@@ -313,3 +313,34 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
                         torch_form, h)
             _update(flat_params[2 * layer + 1], gb, slots1[2 * layer + 1], slots2[2 * layer + 1], rule, torch_form, h)
     return last - first
+
+
+@numba.njit(cache=True, parallel=True)
+def sample_bilinear(images, affine, noise, out):
+    """``out[k, i, j]``: image ``k`` sampled bilinearly (0 outside) at ``(a i + b j + t, c i + d j + u)`` from its
+    ``affine`` row plus ``noise[k, :, i, j]`` when given, rounded to uint8 — :func:`fcnet.augment._sample_numpy`
+    (the reference) as one loop, operation for operation (coordinates are ≥ 0 in the padded frame, so ``int``
+    is ``floor`` there). Blocks of 64 images run on Numba's threads; each pixel is computed alone, so the
+    result does not depend on how many."""
+    n, rows, cols = images.shape
+    elastic = noise.shape[0] > 0
+    for block in numba.prange((n + 63) // 64):
+        padded = np.zeros((rows + 2, cols + 2))  # the picture in a frame of zeros: no test per read
+        for k in range(block * 64, min(n, block * 64 + 64)):
+            for i in range(rows):
+                for j in range(cols):
+                    padded[i + 1, j + 1] = images[k, i, j]
+            a, b, t, c, d, u = affine[k, 0], affine[k, 1], affine[k, 2], affine[k, 3], affine[k, 4], affine[k, 5]
+            for i in range(rows):
+                for j in range(cols):
+                    r, s = a * i + b * j + t, c * i + d * j + u
+                    if elastic:
+                        r, s = r + float(noise[k, 0, i, j]), s + float(noise[k, 1, i, j])
+                    r = max(min(r, rows), -1.0) + 1.0
+                    s = max(min(s, cols), -1.0) + 1.0
+                    r0, s0 = min(int(r), rows), min(int(s), cols)
+                    fr, fs = r - r0, s - s0
+                    p, q = padded[r0, s0], padded[r0, s0 + 1]
+                    v, w = padded[r0 + 1, s0], padded[r0 + 1, s0 + 1]
+                    value = (1 - fr) * ((1 - fs) * p + fs * q) + fr * ((1 - fs) * v + fs * w)
+                    out[k, i, j] = min(int(value + 0.5), 255)

@@ -307,14 +307,16 @@ class Sequential:
     # -- the Keras loop --------------------------------------------------------------------------------------
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-            verbose="auto", callbacks=None, initial_epoch=0, engine="auto", class_weight=None, threads=None):
+            verbose="auto", callbacks=None, initial_epoch=0, engine="auto", class_weight=None, threads=None,
+            augment=None):
         """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`~fcnet.training.History`.
 
         See :func:`fcnet.training.fit` for the arguments.
         """
         return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                    validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks,
-                   initial_epoch=initial_epoch, engine=engine, class_weight=class_weight, threads=threads)
+                   initial_epoch=initial_epoch, engine=engine, class_weight=class_weight, threads=threads,
+                   augment=augment)
 
     def _outputs(self, x, batch_size, engine):
         """``(start, loss input, output)`` per batch of checked inputs: on the CPU, or on the GPU (``"cuda"``)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, tables
+from . import augment, datasets, tables
 from .callbacks import EpochLog, LearningRateDecay, LearningRateScheduler, ProgressBar
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint
 from .config import TrainConfig
@@ -252,7 +252,8 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
         history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
                             validation_split=config.validation_split, verbose=0,
                             callbacks=[*run_callbacks, *(callbacks or [])], initial_epoch=start_epoch,
-                            engine=config.engine, threads=config.threads)
+                            engine=config.engine, threads=config.threads,
+                            augment=config.augment and augment.parse(config.augment))
     except KeyboardInterrupt:
         done = len(checkpoint.history.get("loss", [])) if checkpoint else 0
         where = (f"epoch {done} is saved in {out}; resume with: fcnet train --resume {out}" if done

@@ -28,7 +28,8 @@ def _positive_int(name, value):
 
 
 def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        verbose="auto", callbacks=None, initial_epoch=0, engine="auto", class_weight=None, threads=None):
+        verbose="auto", callbacks=None, initial_epoch=0, engine="auto", class_weight=None, threads=None,
+        augment=None):
     """Train ``model`` in place with mini-batch gradient steps.
 
     Parameters
@@ -61,6 +62,10 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     threads : int, optional
         Threads for the matrix products during this fit; by default ``$FCNET_THREADS``, else the cores the rest
         of the machine leaves free when the fit starts (:mod:`fcnet.threads`); ``history.threads`` records it.
+    augment : callable, optional
+        ``augment(images, rng)`` → distorted copies, e.g. :class:`fcnet.augment.Augment`: before every epoch the
+        training images (``uint8``, square) are distorted afresh with the model's generator, then shuffled; the
+        validation data is not. ``logs["augment_seconds"]`` times it. CPU engines.
 
     Returns
     -------
@@ -94,6 +99,9 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     steps = math.ceil(len(x) / batch_size)
     blas_threads = BlasThreads(threads)
     runner = make_engine(model, x, y, batch_size, engine, _class_weights(class_weight, y, model.output_dim))
+    if augment is not None and (x.dtype != np.uint8 or runner.name == "cuda"):
+        raise ValueError("augment distorts uint8 images, on the CPU engines" + (
+            f"; these inputs are {x.dtype}" if x.dtype != np.uint8 else "; not with engine 'cuda'"))
 
     history = History()
     history.engine, history.threads = runner.name, blas_threads.threads
@@ -108,8 +116,13 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {})
+            start = time.perf_counter()
+            epoch_x = x if augment is None else augment(x, model.rng)  # drawn before the order: a fixed sequence
+            augmented = time.perf_counter() - start
             order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
-            logs = train_epoch(runner, x, y, order, epoch, callbacks)
+            logs = train_epoch(runner, epoch_x, y, order, epoch, callbacks)
+            if augment is not None:
+                logs["augment_seconds"] = augmented
             if validation_data is not None:
                 val = model.evaluate(*validation_data, engine="cuda" if runner.name == "cuda" else "numpy")
                 logs["val_loss"] = val.loss

@@ -1,0 +1,183 @@
+"""Data augmentation of uint8 images: random shifts, rotations, scalings and elastic distortions (Simard 2003).
+
+``Augment(shift=2, rotate=10, scale=0.1, elastic=34, sigma=4)`` draws, for every image, one affine map (a shift of
+up to ``shift`` pixels along each axis, a rotation of up to ``rotate`` degrees, a scaling by up to ``±scale``) and,
+with ``elastic`` = α > 0, a displacement field of uniform noise in [−1, 1] smoothed by a Gaussian of ``sigma``
+pixels and multiplied by α, as in Simard, Steinkraus & Platt (2003) (drawn in a basis of the blur, see
+:meth:`Augment._displacements`). Each output pixel ``p`` samples the input at
+``A(p − c) + c + t + d(p)`` (``c`` the centre) by bilinear interpolation, outside the picture being 0 (paper), and
+is rounded back to uint8.
+
+Everything random is drawn from the generator passed in, in one fixed order, so the model's generator fixes the
+distortions of a run and a resumed run draws those it would have drawn. The smoothing is two GEMMs over the whole
+batch; the sampling loop is compiled with Numba when it is installed (``fcnet[fast]``) and is NumPy otherwise —
+the two give the same bytes (``tests/test_augment.py``). ``fit(augment=...)`` distorts the training images once
+per epoch, before drawing the epoch's order.
+"""
+
+import functools
+import math
+
+import numpy as np
+
+__all__ = ["Augment", "parse", "KINDS"]
+
+KINDS = {"shift": 2.0, "rotate": 10.0, "scale": 0.1, "elastic": 34.0}  # name → default strength
+SIGMA = 4.0
+
+
+class Augment:
+    """Random distortions of ``(n, rows, cols)`` (or ``(n, rows·cols)`` square) uint8 images; see the module.
+
+    Parameters
+    ----------
+    shift : float
+        Pixels, uniform in ``[−shift, shift]`` along each axis.
+    rotate : float
+        Degrees, uniform in ``[−rotate, rotate]``.
+    scale : float
+        The zoom, uniform in ``[1 − scale, 1 + scale]``.
+    elastic, sigma : float
+        Simard's α (pixels) and σ of the smoothing Gaussian; 0 turns the elastic part off.
+    """
+
+    def __init__(self, shift=0.0, rotate=0.0, scale=0.0, elastic=0.0, sigma=SIGMA):
+        for name, value, top in (("shift", shift, 28), ("rotate", rotate, 180), ("scale", scale, 0.9),
+                                 ("elastic", elastic, 1000), ("sigma", sigma, 100)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+                raise ValueError(f"augment {name} must be a number in [0, {top}], got {value!r}")
+        if sigma <= 0:
+            raise ValueError("augment sigma must be > 0")
+        self.shift, self.rotate, self.scale = float(shift), float(rotate), float(scale)
+        self.elastic, self.sigma = float(elastic), float(sigma)
+
+    def get_config(self):
+        return dict(self.__dict__)
+
+    def __call__(self, images, rng):
+        """Distorted copies of ``images`` (uint8, ``(n, rows, cols)`` or ``(n, side²)``), same shape."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise ValueError(f"augmentation works on uint8 images, got {images.dtype}")
+        shape = images.shape
+        if images.ndim == 2:
+            side = math.isqrt(shape[1])
+            if side * side != shape[1]:
+                raise ValueError(f"rows of {shape[1]} pixels are not square images: pass (n, rows, cols)")
+            images = images.reshape(len(images), side, side)
+        if images.ndim != 3:
+            raise ValueError(f"images must have shape (n, rows, cols), got {shape}")
+        images = np.ascontiguousarray(images)
+        n, rows, cols = images.shape
+        affine = self._affine(n, rows, cols, rng)
+        out = np.empty_like(images)
+        for start in range(0, n, CHUNK):  # the noise of CHUNK images at a time: bounded memory, the same draws
+            part = slice(start, start + CHUNK)
+            noise = self._displacements(len(images[part]), rows, cols, rng)
+            out[part] = _sample(images[part], affine[part], noise)
+        return out.reshape(shape)
+
+    def _affine(self, n, rows, cols, rng):
+        """Per image ``[a, b, t, c, d, u]``: output pixel ``(i, j)`` samples the input at ``(a i + b j + t,
+        c i + d j + u)`` — rotation and zoom about the centre, inverted, then the shift. ``(n, 6)`` float64."""
+        angle = np.deg2rad(rng.uniform(-self.rotate, self.rotate, n))
+        zoom = rng.uniform(1 - self.scale, 1 + self.scale, n)
+        shift = rng.uniform(-self.shift, self.shift, (n, 2))
+        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+        cr, cc = (rows - 1) / 2, (cols - 1) / 2
+        return np.stack([cos, -sin, cr - cos * cr + sin * cc + shift[:, 0],
+                         sin, cos, cc - sin * cr - cos * cc + shift[:, 1]], axis=1)
+
+    def _displacements(self, n, rows, cols, rng):
+        """Simard's field for ``n`` images: α times uniform noise in [−1, 1] blurred by a Gaussian of σ,
+        ``(n, 2, rows, cols)`` float32 (an empty array without elastic distortion).
+
+        The blur ``G U Gᵀ`` of a noise field ``U`` is drawn as ``B Z Bᵀ``, with ``G = V S Vᵀ`` and ``B`` the
+        eigenvectors of ``G`` scaled by their eigenvalues, kept down to 1e-3 of the largest (10 of 28 for σ = 4):
+        ``Z = Vᵀ U V`` has uncorrelated entries of the noise's variance 1/3, so ``Z`` is drawn directly, uniform
+        in [−1, 1] too — 100 numbers per field instead of 784; each value of the field sums 100 of them, as it
+        summed 784 — and the field has the full blur's covariance except in the parts ``G`` damps by more than
+        1000×.
+        """
+        if not self.elastic:
+            return np.zeros((0, 2, rows, cols), dtype=np.float32)
+        b_rows, b_cols = _blur_basis(rows, self.sigma), _blur_basis(cols, self.sigma)
+        z = rng.random((n * 2, b_rows.shape[1], b_cols.shape[1]), dtype=np.float32)
+        z *= np.float32(2 * self.elastic)
+        z -= np.float32(self.elastic)  # α · U(−1, 1): the variance the blurred noise's coordinates have
+        half = (z.reshape(-1, b_cols.shape[1]) @ b_cols.T).reshape(n * 2, b_rows.shape[1], cols)  # Z Bᵀ
+        field = (half.transpose(0, 2, 1).reshape(-1, b_rows.shape[1]) @ b_rows.T)  # (B Z Bᵀ)ᵀ, row by row
+        return field.reshape(n * 2, cols, rows).transpose(0, 2, 1).reshape(n, 2, rows, cols)
+
+
+CHUNK = 2048
+
+
+def _gaussian_matrix(size, sigma):
+    """``G`` with ``(G v)_i = Σ_j g(i − j) v_j``: a Gaussian blur of a length-``size`` signal, zeros outside
+    (weights summing to 1 away from the edges)."""
+    offsets = np.arange(size)[:, None] - np.arange(size)[None, :]
+    g = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return g / np.exp(-0.5 * (np.arange(-size + 1, size) / sigma) ** 2).sum()
+
+
+@functools.cache
+def _blur_basis(size, sigma):
+    """``B = V_k S_k``: the eigenvectors of the Gaussian blur matrix scaled by their eigenvalues, those down to
+    1e-3 of the largest, ``(size, k)`` float32 (see :meth:`Augment._displacements`)."""
+    values, vectors = np.linalg.eigh(_gaussian_matrix(size, sigma).astype(np.float64))
+    keep = np.abs(values) >= 1e-3 * np.abs(values).max()
+    return np.ascontiguousarray(vectors[:, keep] * values[keep], dtype=np.float32)
+
+
+def _sample_numpy(images, affine, noise):
+    """Bilinear samples of ``images`` at the mapped coordinates (0 outside), rounded to uint8: the reference."""
+    n, rows, cols = images.shape
+    i, j = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    a, b, t, c, d, u = (affine[:, k, None, None] for k in range(6))
+    r, s = a * i + b * j + t, c * i + d * j + u
+    if len(noise):
+        r, s = r + noise[:, 0].astype(np.float64), s + noise[:, 1].astype(np.float64)
+    padded = np.zeros((n, rows + 2, cols + 2), dtype=np.float64)
+    padded[:, 1:-1, 1:-1] = images
+    r = np.maximum(np.minimum(r, rows), -1.0) + 1.0  # in the padded frame: −1 and rows are the zero border
+    s = np.maximum(np.minimum(s, cols), -1.0) + 1.0
+    r0, s0 = np.minimum(np.floor(r), rows).astype(np.intp), np.minimum(np.floor(s), cols).astype(np.intp)
+    fr, fs = r - r0, s - s0
+    k = np.arange(n)[:, None, None]
+    p, q = padded[k, r0, s0], padded[k, r0, s0 + 1]
+    v, w = padded[k, r0 + 1, s0], padded[k, r0 + 1, s0 + 1]
+    value = (1 - fr) * ((1 - fs) * p + fs * q) + fr * ((1 - fs) * v + fs * w)
+    return np.minimum(np.maximum(np.floor(value + 0.5), 0.0), 255.0).astype(np.uint8)
+
+
+def _sample(images, affine, noise):
+    try:
+        from .jit import sample_bilinear
+    except ImportError:  # no Numba: the NumPy reference
+        return _sample_numpy(images, affine, noise)
+    out = np.empty(images.shape, dtype=np.uint8)
+    sample_bilinear(images, affine, noise, out)
+    return out
+
+
+def parse(text):
+    """``"shift,rotate,elastic"`` or ``"shift=3,elastic=30,sigma=5"`` (``fcnet train --augment``) → Augment.
+
+    A kind named without a strength takes its default (:data:`KINDS`).
+    """
+    settings = {}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in KINDS and name != "sigma":
+            raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(KINDS)} (and sigma=)")
+        if name == "sigma" and not value:
+            raise ValueError("sigma needs a value: sigma=4")
+        try:
+            settings[name] = float(value) if value else KINDS[name]
+        except ValueError:
+            raise ValueError(f"augmentation {name}={value!r}: not a number") from None
+    if not settings:
+        raise ValueError("name at least one of " + ", ".join(KINDS))
+    return Augment(**settings)
