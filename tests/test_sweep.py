@@ -206,3 +206,14 @@ def test_a_huge_sweep_is_counted_before_anything_is_made_and_runs_only_with_yes(
         run_sweep(spec(tmp_path, data), tmp_path / "s", scheduler="tcp://127.0.0.1:9", progress=False,
                   max_trials=None, say=told.append)
     assert told == [f"fcnet: sweep sweep.toml: 4 trials, 4 distinct, 0 done already, 4 to run, into {tmp_path / 's'}"]
+
+
+@pytest.mark.parametrize("name", ["fashion_dropout.toml", "mnist_record.toml"])
+def test_the_record_sweeps_in_examples_are_valid_three_seed_sweeps(name):
+    from pathlib import Path
+
+    from fcnet.sweep import load_spec, parse_trial, trials
+
+    configs = [parse_trial(t)[1] for t in trials(*load_spec(Path(__file__).parent.parent / "examples" / name))]
+    assert sorted(c.seed for c in configs) == [0, 1, 2] and all(c.validation_split == 0 for c in configs)
+    assert len({c.replace(seed=0) for c in configs}) == 1  # the seed is all that differs
