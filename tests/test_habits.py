@@ -62,8 +62,9 @@ def test_keras_spellings_and_methods():
     model.compile("Adam", "SparseCategoricalCrossentropy", metrics=["accuracy"])
     assert isinstance(model.optimizer, fcnet.Adam) and model.loss.name == "sparse_categorical_crossentropy"
     assert isinstance(fcnet.optimizers.get("RMSprop"), fcnet.RMSprop)
-    with pytest.raises(ValueError, match="unknown optimizer 'AdamW'; choose from sgd, adam, rmsprop"):
-        fcnet.optimizers.get("AdamW")
+    assert isinstance(fcnet.optimizers.get("AdamW"), fcnet.optimizers.AdamW)
+    with pytest.raises(ValueError, match="unknown optimizer 'Adagrad'; choose from sgd, adam, adamw, rmsprop"):
+        fcnet.optimizers.get("Adagrad")
     w, b = model.layers[0].get_weights()
     assert w.shape == (12, 8) and b.shape == (8,)
     model.layers[0].set_weights([w * 0, b + 1])

@@ -150,21 +150,20 @@ def test_bad_options_are_refused_in_one_line():
         fcnet.SGD(clip_norm=1.0)  # a misspelt option is not swallowed
 
 
-def test_the_compiled_engine_refuses_the_options_and_auto_falls_back():
+def test_the_compiled_engine_takes_weight_decay_and_refuses_clipping():
     pytest.importorskip("numba")
     from fcnet.engines import choose_engine
 
     x, y = np.random.default_rng(0).random((64, 6)), np.arange(64) % 3
-    for opt in (fcnet.Adam(weight_decay=0.01), fcnet.SGD(clipnorm=1.0), optimizers.AdamW()):
+    for opt, engine in ((fcnet.Adam(weight_decay=0.01), "numba"), (optimizers.AdamW(), "numba"),
+                        (fcnet.SGD(clipnorm=1.0), "numpy"), (fcnet.RMSprop(clipvalue=0.1), "numpy")):
         model = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=6), fcnet.Dense(3, "softmax")], seed=0)
         model.compile(opt, "sparse_categorical_crossentropy")
-        assert choose_engine(model, y) == "numpy"
-        with pytest.raises(ValueError, match="is not compiled"):
-            model.fit(x, y, epochs=1, verbose=0, engine="numba")
-        assert model.fit(x, y, epochs=1, verbose=0).engine == "numpy"
-    plain = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=6), fcnet.Dense(3, "softmax")], seed=0)
-    plain.compile(fcnet.Adam(weight_decay=0.0), "sparse_categorical_crossentropy")  # decay 0 is plain Adam
-    assert choose_engine(plain, y) == "numba"
+        assert choose_engine(model, y) == engine
+        assert model.fit(x, y, epochs=1, verbose=0).engine == engine
+        if engine == "numpy":
+            with pytest.raises(ValueError, match="is not compiled"):
+                model.fit(x, y, epochs=1, verbose=0, engine="numba")
 
 
 def test_subnormal_state_is_flushed_and_the_weights_do_not_notice(monkeypatch):

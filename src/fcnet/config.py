@@ -172,12 +172,11 @@ class TrainConfig:
     lr: float = _field(0.1, _positive_float, "learning rate")
     momentum: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"), "SGD momentum")
     weight_decay: float = _field(0.0, _Check(float, lambda v: 0 <= v < math.inf, "a number ≥ 0"),
-                                 "decoupled weight decay: p ← p·(1 − lr·weight_decay) every step (AdamW's; numpy "
-                                 "engine)")
+                                 "decoupled weight decay: p ← p·(1 − lr·weight_decay) every step (AdamW's)")
     clipnorm: float | None = _field(None, _optional(_positive_float), "scale each gradient array to at most this "
                                     "L2 norm (Keras' clipnorm; numpy engine)")
     dropout: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
-                            "dropout rate after every hidden layer (fcnet.Dropout; numpy engine)")
+                            "dropout rate after every hidden layer (fcnet.Dropout)")
     augment: str | None = _field(None, _optional(_augment), "distort the training images afresh every epoch: "
                                  "shift, rotate, scale, elastic (Simard's), each with a default strength or as "
                                  "name=value, e.g. shift=2,rotate=10,elastic=34,sigma=4")

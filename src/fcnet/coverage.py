@@ -4,7 +4,7 @@
 Covered: Dense layers with linear, ReLU, leaky ReLU, sigmoid or tanh hidden activations, a softmax (or
 logits) output with cross-entropy against integer labels — or, on the CPU, a linear output with squared error
 against float targets —, SGD (plain, momentum, Nesterov), Adam and RMSprop in both epsilon forms, float32 or
-float64.
+float64; on the CPU also dropout and decoupled weight decay.
 """
 
 import numpy as np
@@ -21,10 +21,11 @@ SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP = range(5)
 STEP_ROWS = 8192  # rows per compiled call: progress callbacks run between calls, the learning rate is read per call
 
 
-def unsupported(model, y, squared_error=True):
+def unsupported(model, y, squared_error=True, regularized=True):
     """Why ``model`` cannot train on targets ``y`` in a compiled engine (a short phrase), or ``None``.
 
-    ``squared_error``: the engine also compiles squared error against float targets (the CPU one does).
+    ``squared_error``: the engine also compiles squared error against float targets (the CPU one does);
+    ``regularized``: it also compiles dropout and decoupled weight decay (the CPU one does).
     Classes are matched exactly: a subclass may override the formulas the engines transcribe.
     """
     if model.dtype not in (np.float32, np.float64):
@@ -43,18 +44,20 @@ def unsupported(model, y, squared_error=True):
             return f"layer type {type(layer).__name__} is not compiled"
         if layer.kernel_regularizer is not None:
             return "a kernel regularizer is not compiled"
-        if layer.dropout:
+        if layer.dropout and not regularized:
             return "dropout is not compiled"
         if last and type(act) not in (activations.Softmax, activations.Linear):
             return f"output activation {act.name!r} is not compiled"
         if not last and type(act) not in ACTIVATIONS:
             return f"hidden activation {act.name!r} is not compiled"
-    if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam, optimizers.RMSprop):
+    compiled = (optimizers.SGD, optimizers.Adam, optimizers.RMSprop) + ((optimizers.AdamW,) if regularized else ())
+    if type(model.optimizer) not in compiled:
         return f"optimizer {type(model.optimizer).__name__} is not compiled"
     if model.optimizer.schedule is not None:
         return "a learning-rate schedule read at every step is not compiled (one set per epoch is: callbacks)"
-    if any(model.optimizer.options.values()):
-        return f"the optimizer's {', '.join(k for k, v in model.optimizer.options.items() if v)} is not compiled"
+    options = [k for k, v in model.optimizer.options.items() if v and not (regularized and k == "weight_decay")]
+    if options:
+        return f"the optimizer's {', '.join(options)} is not compiled"
     return None
 
 
@@ -73,9 +76,10 @@ class OptimizerRule:
             self.h1, self.h2 = c["momentum"], 0.0
             self.slots = (None, None) if self.rule == SGD else ("velocity", None)
         else:
-            self.rule = ADAM if optimizer.name == "adam" else RMSPROP
-            self.h1, self.h2 = (c["beta_1"], c["beta_2"]) if optimizer.name == "adam" else (c["rho"], 0.0)
-            self.slots = ("m", "v") if optimizer.name == "adam" else ("velocity", None)
+            adam = optimizer.name in ("adam", "adamw")
+            self.rule = ADAM if adam else RMSPROP
+            self.h1, self.h2 = (c["beta_1"], c["beta_2"]) if adam else (c["rho"], 0.0)
+            self.slots = ("m", "v") if adam else ("velocity", None)
         self.epsilon = c.get("epsilon", 0.0)
         self.torch_form = c.get("epsilon_form", "keras") == "torch"
 

@@ -258,7 +258,7 @@ def unavailable():
 
 def unsupported(model, y):
     """Why ``model`` cannot train on targets ``y`` on the GPU, or ``None``: the coverage of :mod:`fcnet.coverage`."""
-    return coverage.unsupported(model, y, squared_error=False)
+    return coverage.unsupported(model, y, squared_error=False, regularized=False)
 
 
 @functools.cache

@@ -43,9 +43,10 @@ def HYPER(dtype):
 
     ``one`` and ``zero`` (typed constants); ``tiny``, the smallest normal number; ``lr``; ``h1, h2`` and ``epsilon`` of
     :class:`fcnet.coverage.OptimizerRule`, with ``g1 = 1 − h1`` and ``g2 = 1 − h2``; and, rewritten
-    every step, Adam's bias-corrected step size ``step`` and ``inv_c2 = 1 / (1 − beta_2^t)``.
+    every step, Adam's bias-corrected step size ``step`` and ``inv_c2 = 1 / (1 − beta_2^t)``; ``decay``, the factor
+    ``1 − lr · weight_decay`` of decoupled weight decay (1 without).
     """
-    names = ("one", "zero", "lr", "h1", "g1", "h2", "g2", "epsilon", "step", "inv_c2", "tiny")
+    names = ("one", "zero", "lr", "h1", "g1", "h2", "g2", "epsilon", "step", "inv_c2", "tiny", "decay")
     return np.dtype([(name, dtype) for name in names])
 
 
@@ -80,6 +81,13 @@ class NumbaEngine:
         self.weight_grads = tuple(layer.grads["W"] for layer in layers)
         self.flat_params = tuple(p.reshape(-1) for p in model.parameters)
         self.flat_grads = tuple(g.reshape(-1) for g in model.gradients)
+        # Dropout of layer l's input (Dense.forward_z): the rate, the kept inputs' scale in the model's dtype
+        # (as Dense._draw_mask makes it), and a buffer for the thinned input (the layer below keeps its output,
+        # which its derivative needs).
+        self.rates = np.array([layer.dropout for layer in layers])
+        self.keep = np.array([1 / (1 - layer.dropout) for layer in layers], dtype=dtype)
+        self.dropped = tuple(np.empty((batch_size if layer.dropout else 0, w), dtype=dtype)
+                             for layer, w in zip(layers, widths))
         self.codes = np.array([ACTIVATIONS.get(type(layer.activation), 0) for layer in layers], dtype=np.int64)
         self.alphas = np.array([getattr(layer.activation, "alpha", 0.0) for layer in layers], dtype=dtype)
         rule = OptimizerRule(opt)
@@ -94,6 +102,7 @@ class NumbaEngine:
         self.decays = np.array([h1, h2])  # in float64, for Adam's bias corrections 1 − beta^t
         self.per_call = max(1, STEP_ROWS // batch_size)
         self._losses, self._hits = np.empty(self.per_call), np.empty(self.per_call, dtype=np.int64)
+        self._dropout_width = sum(w for layer, w in zip(layers, widths) if layer.dropout)
         y_empty = np.zeros((0,) if y_ndim == 1 else (0, widths[-1]), y_dtype)
         self._run(np.zeros((0, widths[0]), dtype=x_dtype), y_empty, np.zeros(0, np.intp), 0, 0)
 
@@ -101,10 +110,15 @@ class NumbaEngine:
         """Steps ``first .. last - 1`` of the epoch; returns how many updated (fewer when a loss is not finite)."""
         opt = self.model.optimizer
         self.hyper["lr"] = opt.learning_rate  # a callback may have changed it since the last call
+        self.hyper["decay"] = 1 - opt.learning_rate * (opt.weight_decay or 0.0)  # as Optimizer.apply_gradients
+        # The dropout masks' uniforms, drawn as Dense._draw_mask draws them: step by step, layer by layer.
+        rows = sum(min(self.batch_size, len(order) - step * self.batch_size) for step in range(first, last))
+        uniforms = self.model.rng.random(rows * self._dropout_width) if self._dropout_width else np.zeros(0)
         done = _steps(self.gemm, x, y, order, first, last, self.batch_size, self.scale, self.acts, self.deltas,
                       self.weights, self.weight_grads, self.flat_params, self.flat_grads, self.slots[0],
                       self.slots[1], self.codes, self.alphas, self.rule, self.torch_form, self.hyper,
-                      self.decays, opt.iterations, self._losses, self._hits)
+                      self.decays, opt.iterations, self._losses, self._hits, self.rates, self.keep, self.dropped,
+                      uniforms)
         opt.iterations += done
         return done
 
@@ -231,6 +245,9 @@ def _update(p, g, s1, s2, rule, torch_form, h):
     """
     lr, h1, g1, h2, g2, eps, step, inv_c2 = h.lr, h.h1, h.g1, h.h2, h.g2, h.epsilon, h.step, h.inv_c2
     tiny, zero = h.tiny, h.zero
+    if h.decay != h.one:  # decoupled weight decay, before the rule (Optimizer.apply_gradients)
+        for i in range(p.size):
+            p[i] *= h.decay
     if rule == SGD:
         for i in range(p.size):
             p[i] -= lr * g[i]
@@ -257,14 +274,18 @@ def _update(p, g, s1, s2, rule, torch_form, h):
 
 @numba.njit(cache=True, error_model="numpy")
 def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, weight_grads, flat_params,
-           flat_grads, slots1, slots2, codes, alphas, rule, torch_form, hyper, decays, t0, losses, correct):
+           flat_grads, slots1, slots2, codes, alphas, rule, torch_form, hyper, decays, t0, losses, correct,
+           rates, keep, dropped, uniforms):
     """Training steps ``first .. last - 1`` of an epoch over ``x[order]``: the engine contract of
     :mod:`fcnet.engines`, step by step as :class:`fcnet.engines.NumpyEngine` takes them. Returns the number
     of steps that updated the parameters; the step after them (if any) had a loss that was not finite.
+    Layer ``l`` with dropout (``rates[l] > 0``) reads its input thinned into ``dropped[l]`` by the masks of
+    ``uniforms``, consumed in the order they were drawn.
     """
     n, depth = order.size, len(weights)
     h = hyper[0]
     one, zero, lr = h.one, h.zero, h.lr
+    used = 0  # uniforms consumed
     for step in range(first, last):
         lo = step * batch
         rows = min(batch, n - lo)
@@ -277,10 +298,19 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
             if scale != one:
                 for j in range(src.size):
                     xb[r, j] *= scale
+        masks = used
         for layer in range(depth):  # forward: Dense.forward_z
             w, z = weights[layer], acts[layer + 1]
             k, m = w.shape
-            _gemm(gemm, False, False, rows, m, k, one, acts[layer], k, w, m, zero, z, m)
+            a_in = acts[layer]
+            if rates[layer] > 0:  # x̃ = x ⊙ m/(1 − p): Dense._draw_mask, then the product
+                a_in = dropped[layer]
+                for r in range(rows):
+                    for j in range(k):
+                        kept = keep[layer] if uniforms[used + r * k + j] >= rates[layer] else zero
+                        a_in[r, j] = acts[layer][r, j] * kept
+                used += rows * k
+            _gemm(gemm, False, False, rows, m, k, one, a_in, k, w, m, zero, z, m)
             code = codes[layer] if layer < depth - 1 else 0  # the output stays logits: fused into the loss
             _activate(z, rows, flat_params[2 * layer + 1], code, alphas[layer], one, zero)
         if y.ndim == 1:  # decided when compiling: a specialisation per kind of target
@@ -294,8 +324,14 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
         c1, c2 = 1 - decays[0]**t, 1 - decays[1]**t
         h.step = lr * math.sqrt(c2) / c1 if not torch_form else lr / c1  # Adam's step, in the model's dtype
         h.inv_c2 = 1 / c2 if rule == ADAM else 0
+        offsets = np.zeros(depth, dtype=np.int64)  # where each layer's mask starts in uniforms
+        for layer in range(depth):
+            if rates[layer] > 0:
+                offsets[layer] = masks
+                masks += rows * weights[layer].shape[0]
         for layer in range(depth - 1, -1, -1):  # backward: Dense.backward, then the optimizer
-            w, a_in, d = weights[layer], acts[layer], deltas[layer]
+            w, d = weights[layer], deltas[layer]
+            a_in = dropped[layer] if rates[layer] > 0 else acts[layer]
             k, m = w.shape
             gb = flat_grads[2 * layer + 1]
             gb[:] = zero
@@ -303,10 +339,16 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
                 for j in range(m):
                     gb[j] += d[r, j]
             if layer > 0:
-                _gemm(gemm, False, True, rows, k, m, one, d, m, w, m, zero, deltas[layer - 1], k)
-                _derivative(deltas[layer - 1], a_in, rows, codes[layer - 1], alphas[layer - 1], one, zero)
-            if rule == SGD:  # W −= lr xᵀδ as one GEMM: dW is never written
-                _gemm(gemm, True, False, k, m, rows, -lr, a_in, k, d, m, one, w, m)
+                below = deltas[layer - 1]
+                _gemm(gemm, False, True, rows, k, m, one, d, m, w, m, zero, below, k)
+                if rates[layer] > 0:  # dx ⊙ m/(1 − p): a dropped input gets no gradient
+                    for r in range(rows):
+                        for j in range(k):
+                            kept = keep[layer] if uniforms[offsets[layer] + r * k + j] >= rates[layer] else zero
+                            below[r, j] *= kept
+                _derivative(below, acts[layer], rows, codes[layer - 1], alphas[layer - 1], one, zero)
+            if rule == SGD:  # W ← decay·W − lr xᵀδ as one GEMM: dW is never written
+                _gemm(gemm, True, False, k, m, rows, -lr, a_in, k, d, m, h.decay, w, m)
             else:
                 _gemm(gemm, True, False, k, m, rows, one, a_in, k, d, m, zero, weight_grads[layer], m)
                 _update(flat_params[2 * layer], flat_grads[2 * layer], slots1[2 * layer], slots2[2 * layer], rule,

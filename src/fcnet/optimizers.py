@@ -16,7 +16,8 @@ Every optimizer also takes Keras' options (keyword-only, off by default), applie
 ``g · c / max(‖g‖, c)``, as ``tf.clip_by_norm``), ``global_clipnorm`` (the same over all arrays together)
 and ``weight_decay``, decoupled (Loshchilov & Hutter): ``p ← p · (1 − lr · weight_decay)`` before the step, as
 Keras and ``torch.optim.AdamW`` do. :class:`AdamW` is Adam with ``weight_decay=0.004`` (Keras' default). These
-run on the NumPy engine (``fcnet.coverage`` refuses them in the compiled ones).
+all run on the NumPy engine; the compiled CPU engine also runs weight decay (``fcnet.coverage`` says what
+each compiled engine refuses).
 """
 
 import numpy as np
