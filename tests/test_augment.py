@@ -79,8 +79,11 @@ def test_parse_and_refusals():
             parse(text)
     with pytest.raises(ValueError, match="uint8 images"):
         Augment(shift=1)(np.zeros((2, 784)), np.random.default_rng(0))
-    with pytest.raises(ValueError, match="not square images"):
+    with pytest.raises(ValueError, match="not 5×5 images"):
         Augment(shift=1)(np.zeros((2, 30), np.uint8), np.random.default_rng(0))
+    flat = digits(4, shape=(20, 24)).reshape(4, -1)  # fit's rows of a non-square data set
+    assert_array_equal(parse("rotate", shape=(20, 24))(flat, np.random.default_rng(1)),
+                       parse("rotate")(flat.reshape(4, 20, 24), np.random.default_rng(1)).reshape(4, -1))
     with pytest.raises(ValueError, match="augment distorts images"):
         TrainConfig(dataset="csv:t.csv", target="y", augment="shift")
 

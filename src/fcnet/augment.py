@@ -39,9 +39,11 @@ class Augment:
         The zoom, uniform in ``[1 − scale, 1 + scale]``.
     elastic, sigma : float
         Simard's α (pixels) and σ of the smoothing Gaussian; 0 turns the elastic part off.
+    shape : (int, int), optional
+        ``(rows, cols)`` of images given as flat rows ``(n, rows·cols)``, as ``fit`` holds them; default square.
     """
 
-    def __init__(self, shift=0.0, rotate=0.0, scale=0.0, elastic=0.0, sigma=SIGMA):
+    def __init__(self, shift=0.0, rotate=0.0, scale=0.0, elastic=0.0, sigma=SIGMA, shape=None):
         for name, value, top in (("shift", shift, 28), ("rotate", rotate, 180), ("scale", scale, 0.9),
                                  ("elastic", elastic, 1000), ("sigma", sigma, 100)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
@@ -50,9 +52,10 @@ class Augment:
             raise ValueError("augment sigma must be > 0")
         self.shift, self.rotate, self.scale = float(shift), float(rotate), float(scale)
         self.elastic, self.sigma = float(elastic), float(sigma)
+        self.shape = None if shape is None else tuple(int(v) for v in shape)
 
     def get_config(self):
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
     def __call__(self, images, rng):
         """Distorted copies of ``images`` (uint8, ``(n, rows, cols)`` or ``(n, side²)``), same shape."""
@@ -62,9 +65,11 @@ class Augment:
         shape = images.shape
         if images.ndim == 2:
             side = math.isqrt(shape[1])
-            if side * side != shape[1]:
-                raise ValueError(f"rows of {shape[1]} pixels are not square images: pass (n, rows, cols)")
-            images = images.reshape(len(images), side, side)
+            rows, cols = self.shape or (side, side)
+            if rows * cols != shape[1]:
+                raise ValueError(f"rows of {shape[1]} pixels are not {rows}×{cols} images: give the shape "
+                                 "(Augment(shape=...)) or pass (n, rows, cols)")
+            images = images.reshape(len(images), rows, cols)
         if images.ndim != 3:
             raise ValueError(f"images must have shape (n, rows, cols), got {shape}")
         images = np.ascontiguousarray(images)
@@ -161,10 +166,10 @@ def _sample(images, affine, noise):
     return out
 
 
-def parse(text):
+def parse(text, shape=None):
     """``"shift,rotate,elastic"`` or ``"shift=3,elastic=30,sigma=5"`` (``fcnet train --augment``) → Augment.
 
-    A kind named without a strength takes its default (:data:`KINDS`).
+    A kind named without a strength takes its default (:data:`KINDS`); ``shape`` is the images' ``(rows, cols)``.
     """
     settings = {}
     for part in filter(None, (p.strip() for p in str(text).split(","))):
@@ -180,4 +185,4 @@ def parse(text):
             raise ValueError(f"augmentation {name}={value!r}: not a number") from None
     if not settings:
         raise ValueError("name at least one of " + ", ".join(KINDS))
-    return Augment(**settings)
+    return Augment(**settings, shape=shape)

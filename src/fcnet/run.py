@@ -253,7 +253,7 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
                             validation_split=config.validation_split, verbose=0,
                             callbacks=[*run_callbacks, *(callbacks or [])], initial_epoch=start_epoch,
                             engine=config.engine, threads=config.threads,
-                            augment=config.augment and augment.parse(config.augment))
+                            augment=config.augment and augment.parse(config.augment, x_train.shape[1:]))
     except KeyboardInterrupt:
         done = len(checkpoint.history.get("loss", [])) if checkpoint else 0
         where = (f"epoch {done} is saved in {out}; resume with: fcnet train --resume {out}" if done
