@@ -10,7 +10,7 @@ from fcnet import TrainConfig, augment, train_run
 from fcnet.augment import Augment, _blur_basis, _gaussian_matrix, _sample, _sample_numpy, parse
 
 IDENTITY = np.array([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]])
-NO_NOISE = np.zeros((0, 2, 28, 28), dtype=np.float32)
+NO_NOISE = np.zeros((28, 0, 28), dtype=np.float32)
 
 
 def digits(n=64, seed=0, shape=(28, 28)):
@@ -50,7 +50,7 @@ def test_the_compiled_sampler_gives_the_references_bytes(settings, shape):
 
 def test_the_elastic_field_has_the_full_blurs_statistics():
     rng = np.random.default_rng(0)
-    drawn = Augment(elastic=34)._displacements(6000, 28, 28, rng)[:, 0]
+    drawn = Augment(elastic=34)._displacements(6000, 28, 28, rng)[:, 0::2].transpose(1, 0, 2)  # row shifts
     g = _gaussian_matrix(28, 4.0)
     full = 34 * (g @ rng.uniform(-1, 1, (6000, 28, 28)) @ g.T)  # Simard's recipe, literally
     for (i, j), (k, m) in (((14, 14), (14, 14)), ((14, 14), (14, 18)), ((0, 0), (0, 0)), ((3, 20), (9, 20))):

@@ -94,8 +94,9 @@ class Augment:
                          sin, cos, cc - sin * cr - cos * cc + shift[:, 1]], axis=1)
 
     def _displacements(self, n, rows, cols, rng):
-        """Simard's field for ``n`` images: α times uniform noise in [−1, 1] blurred by a Gaussian of σ,
-        ``(n, 2, rows, cols)`` float32 (an empty array without elastic distortion).
+        """Simard's fields for ``n`` images: α times uniform noise in [−1, 1] blurred by a Gaussian of σ, as
+        ``(rows, 2n, cols)`` float32 — ``[:, 2k]`` the row and ``[:, 2k + 1]`` the column displacement of image
+        ``k`` (the layout two GEMMs write without a transpose) — or ``(rows, 0, cols)`` without elastic distortion.
 
         The blur ``G U Gᵀ`` of a noise field ``U`` is drawn as ``B Z Bᵀ``, with ``G = V S Vᵀ`` and ``B`` the
         eigenvectors of ``G`` scaled by their eigenvalues, kept down to 1e-3 of the largest (10 of 28 for σ = 4):
@@ -105,14 +106,14 @@ class Augment:
         1000×.
         """
         if not self.elastic:
-            return np.zeros((0, 2, rows, cols), dtype=np.float32)
+            return np.zeros((rows, 0, cols), dtype=np.float32)
         b_rows, b_cols = _blur_basis(rows, self.sigma), _blur_basis(cols, self.sigma)
-        z = rng.random((n * 2, b_rows.shape[1], b_cols.shape[1]), dtype=np.float32)
+        k_rows, k_cols = b_rows.shape[1], b_cols.shape[1]
+        z = rng.random((k_rows, 2 * n, k_cols), dtype=np.float32)  # Z of field f is z[:, f, :]
         z *= np.float32(2 * self.elastic)
         z -= np.float32(self.elastic)  # α · U(−1, 1): the variance the blurred noise's coordinates have
-        half = (z.reshape(-1, b_cols.shape[1]) @ b_cols.T).reshape(n * 2, b_rows.shape[1], cols)  # Z Bᵀ
-        field = (half.transpose(0, 2, 1).reshape(-1, b_rows.shape[1]) @ b_rows.T)  # (B Z Bᵀ)ᵀ, row by row
-        return field.reshape(n * 2, cols, rows).transpose(0, 2, 1).reshape(n, 2, rows, cols)
+        half = z.reshape(-1, k_cols) @ b_cols.T  # Z Bᵀ, all fields side by side: (k_rows, 2n · cols)
+        return (b_rows @ half.reshape(k_rows, -1)).reshape(rows, 2 * n, cols)  # B Z Bᵀ
 
 
 CHUNK = 2048
@@ -141,8 +142,9 @@ def _sample_numpy(images, affine, noise):
     i, j = np.mgrid[0:rows, 0:cols].astype(np.float64)
     a, b, t, c, d, u = (affine[:, k, None, None] for k in range(6))
     r, s = a * i + b * j + t, c * i + d * j + u
-    if len(noise):
-        r, s = r + noise[:, 0].astype(np.float64), s + noise[:, 1].astype(np.float64)
+    if noise.shape[1]:
+        r = r + noise[:, 0::2].transpose(1, 0, 2).astype(np.float64)
+        s = s + noise[:, 1::2].transpose(1, 0, 2).astype(np.float64)
     padded = np.zeros((n, rows + 2, cols + 2), dtype=np.float64)
     padded[:, 1:-1, 1:-1] = images
     r = np.maximum(np.minimum(r, rows), -1.0) + 1.0  # in the padded frame: −1 and rows are the zero border

@@ -360,12 +360,13 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
 @numba.njit(cache=True, parallel=True)
 def sample_bilinear(images, affine, noise, out):
     """``out[k, i, j]``: image ``k`` sampled bilinearly (0 outside) at ``(a i + b j + t, c i + d j + u)`` from its
-    ``affine`` row plus ``noise[k, :, i, j]`` when given, rounded to uint8 — :func:`fcnet.augment._sample_numpy`
+    ``affine`` row plus ``noise[i, 2k, j]`` and ``noise[i, 2k + 1, j]`` when given (the layout of
+    :meth:`fcnet.augment.Augment._displacements`), rounded to uint8 — :func:`fcnet.augment._sample_numpy`
     (the reference) as one loop, operation for operation (coordinates are ≥ 0 in the padded frame, so ``int``
     is ``floor`` there). Blocks of 64 images run on Numba's threads; each pixel is computed alone, so the
     result does not depend on how many."""
     n, rows, cols = images.shape
-    elastic = noise.shape[0] > 0
+    elastic = noise.shape[1] > 0
     for block in numba.prange((n + 63) // 64):
         padded = np.zeros((rows + 2, cols + 2))  # the picture in a frame of zeros: no test per read
         for k in range(block * 64, min(n, block * 64 + 64)):
@@ -377,7 +378,7 @@ def sample_bilinear(images, affine, noise, out):
                 for j in range(cols):
                     r, s = a * i + b * j + t, c * i + d * j + u
                     if elastic:
-                        r, s = r + float(noise[k, 0, i, j]), s + float(noise[k, 1, i, j])
+                        r, s = r + float(noise[i, 2 * k, j]), s + float(noise[i, 2 * k + 1, j])
                     r = max(min(r, rows), -1.0) + 1.0
                     s = max(min(s, cols), -1.0) + 1.0
                     r0, s0 = min(int(r), rows), min(int(s), cols)
