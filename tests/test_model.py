@@ -29,6 +29,21 @@ def test_parameters_are_W_b_pairs_with_keras_shapes_and_he_init():
     assert model.count_params() == 238_510
 
 
+@pytest.mark.parametrize("name, std, bound", [
+    ("he_normal", math.sqrt(2 / 400), 2 * math.sqrt(2 / 400) / 0.8796),
+    ("he_uniform", math.sqrt(2 / 400), math.sqrt(6 / 400)),
+    ("glorot_normal", math.sqrt(2 / 700), 2 * math.sqrt(2 / 700) / 0.8796),
+    ("glorot_uniform", math.sqrt(2 / 700), math.sqrt(6 / 700)),
+    ("lecun_normal", math.sqrt(1 / 400), 2 * math.sqrt(1 / 400) / 0.8796),
+])
+def test_initializers_have_keras_variances_and_bounds(name, std, bound):
+    layer = fcnet.Dense(300, "relu", input_dim=400, kernel_initializer=name)
+    model = fcnet.Sequential([layer], seed=0, dtype="float64")
+    w = model.parameters[0]  # 120 000 draws: the standard deviation within 1 %
+    assert abs(w.std() - std) < 0.01 * std and np.abs(w).max() <= bound + 1e-12 and abs(w.mean()) < 0.01 * std
+    assert np.abs(w).max() > 0.95 * bound  # the whole range is used (uniform), or the truncation reached
+
+
 def test_loss_and_gradients_match_central_differences_in_float64():
     rng = np.random.default_rng(0)
     model = fcnet.Sequential([fcnet.Dense(5, "tanh", input_dim=4), fcnet.Dense(4, "sigmoid"),

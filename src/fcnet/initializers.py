@@ -7,7 +7,8 @@ layer), Glorot-uniform (Keras' default) for everything else.
 
 import numpy as np
 
-__all__ = ["he_normal", "glorot_uniform", "lecun_normal", "zeros", "get", "default_for", "NAMES"]
+__all__ = ["he_normal", "he_uniform", "glorot_uniform", "glorot_normal", "lecun_normal", "zeros", "get",
+           "default_for", "NAMES"]
 
 
 def _truncated_normal(rng, stddev, shape):
@@ -30,6 +31,17 @@ def he_normal(rng, shape):
     return _truncated_normal(rng, np.sqrt(2.0 / shape[0]), shape)
 
 
+def he_uniform(rng, shape):
+    """Uniform on ``±sqrt(6 / fan_in)``: variance ``2 / fan_in``, as :func:`he_normal` (Keras' ``HeUniform``)."""
+    limit = np.sqrt(6.0 / shape[0])
+    return rng.uniform(-limit, limit, shape)
+
+
+def glorot_normal(rng, shape):
+    """Truncated normal with ``std = sqrt(2 / (fan_in + fan_out))`` (Keras' ``GlorotNormal``)."""
+    return _truncated_normal(rng, np.sqrt(2.0 / (shape[0] + shape[-1])), shape)
+
+
 def lecun_normal(rng, shape):
     """Truncated normal with ``std = sqrt(1 / fan_in)`` (LeCun et al., 1998)."""
     return _truncated_normal(rng, np.sqrt(1.0 / shape[0]), shape)
@@ -46,7 +58,7 @@ def zeros(rng, shape):
     return np.zeros(shape)
 
 
-_FUNCTIONS = {f.__name__: f for f in (he_normal, glorot_uniform, lecun_normal, zeros)}
+_FUNCTIONS = {f.__name__: f for f in (he_normal, he_uniform, glorot_uniform, glorot_normal, lecun_normal, zeros)}
 NAMES = tuple(_FUNCTIONS)
 
 
