@@ -220,3 +220,33 @@ def test_weight_decay_clipping_and_l2_flags_train_what_they_say_and_resume_bit_i
     plain = train_run(config_for(idx_dir, epochs=3, optimizer="adamw", lr=0.003), verbose=0).model
     assert sum(float((p**2).sum()) for p in plain.parameters[::2]) > sum(
         float((p**2).sum()) for p in model.parameters[::2])  # decay and penalty keep the weights smaller
+
+
+def test_early_stopping_keeps_the_best_epoch_and_carries_its_watch_over_a_resume(idx_dir, tmp_path, capsys):
+    config = config_for(idx_dir, epochs=40, lr=3.0, validation_split=0.3, early_stopping=2)  # lr 3: it wobbles
+    whole = train_run(config, out=tmp_path / "whole", verbose=0)
+    losses = whole.metrics.history["val_loss"]
+    best = losses.index(min(losses))
+    assert len(losses) == best + 3 < 40  # stopped two epochs after its best
+    assert [p.name for p in (tmp_path / "whole").glob("best-*.npz")] == [f"best-{best + 1}.npz"]
+
+    class Killed(fcnet.Callback):  # killed right after the best epoch's checkpoint: the watch must carry on
+        def on_epoch_end(self, epoch, logs):
+            if epoch == best + 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted):
+        train_run(config, out=tmp_path / "part", callbacks=[Killed()], verbose=0)
+    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+    assert resumed.metrics.history["val_loss"] == losses
+    for p, q in zip(whole.model.parameters, resumed.model.parameters):  # both the best epoch's weights
+        assert_array_equal(p, q)
+    again = train_run(config, out=tmp_path / "part", resume=True, verbose=1)  # it had stopped: nothing to train
+    assert "nothing to train" in capsys.readouterr().out
+    for p, q in zip(whole.model.parameters, again.model.parameters):
+        assert_array_equal(p, q)
+    (tmp_path / "part" / f"best-{best + 1}.npz").unlink()
+    with pytest.raises(fcnet.FcnetError, match="best weights .* are missing"):
+        train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+    with pytest.raises(ValueError, match="early_stopping watches the validation loss"):
+        config_for(idx_dir, early_stopping=3)

@@ -108,6 +108,7 @@ class EarlyStopping(_Monitor):
 
     ``restore_best_weights``: at the end of training the model gets the weights of its best epoch.
     ``baseline``: an epoch must also beat it to reset the patience. ``stopped_epoch`` is 0-based, 0 when not stopped.
+    :meth:`resume` carries the watch over a resumed run (``fcnet train --early-stopping`` does).
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
@@ -115,25 +116,42 @@ class EarlyStopping(_Monitor):
         super().__init__(monitor, mode, min_delta)
         self.patience, self.verbose, self.baseline = patience, verbose, baseline
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self._resumed = False
 
     def on_train_begin(self, logs):
-        self.wait, self.stopped_epoch, self.best, self.best_epoch, self.best_weights = 0, 0, None, None, None
+        if not self._resumed:
+            self.wait, self.stopped_epoch, self.best, self.best_epoch, self.best_weights = 0, 0, None, None, None
+
+    def resume(self, history, best_weights=None):
+        """Continue watching a run that trained ``len(history[monitor])`` epochs already: its state is what
+        those epochs' logs (``history``, a dict of lists) made it, and ``best_weights`` are its best epoch's
+        weights (needed with ``restore_best_weights``). Returns whether it had stopped already."""
+        self.on_train_begin({})
+        values = history.get(self.monitor) or []
+        for epoch, value in enumerate(values):
+            self._watch(epoch, value, keep=False)  # the weights now are not those epochs' weights
+        self.best_weights, self._resumed = best_weights, True
+        return bool(self.stopped_epoch)
 
     def on_epoch_end(self, epoch, logs):
-        current = self._current(logs)
-        if epoch < self.start_from_epoch:
+        self._watch(epoch, self._current(logs))
+        if self.stopped_epoch:
+            self.model.stop_training = True
+
+    def _watch(self, epoch, current, keep=True):
+        """The bookkeeping of one epoch's ``current`` value; the weights are kept (``keep``) when it is the best."""
+        if epoch < self.start_from_epoch or self.stopped_epoch:
             return
         self.wait += 1
         if self._improved(current, self.best):
             self.best, self.best_epoch = current, epoch
-            if self.restore_best_weights:
+            if self.restore_best_weights and keep:
                 self.best_weights = self.model.get_weights()
             if self.baseline is None or self._improved(current, self.baseline):
                 self.wait = 0
                 return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
-            self.model.stop_training = True
 
     def on_train_end(self, logs):
         if self.verbose and self.stopped_epoch:

@@ -137,6 +137,9 @@ class TrainConfig:
     batch_size, epochs : int
     validation_split : float in [0, 1)
         Fraction held out from the end of the training set, as in Keras.
+    early_stopping : int, optional
+        Patience, in epochs, of :class:`~fcnet.callbacks.EarlyStopping` on the validation loss, restoring the
+        best epoch's weights; a resumed run carries on its watch (and its best weights, kept in the run folder).
     dtype : {"float32", "float64"}
     seed : int
         Seeds the weights and every epoch's shuffle.
@@ -192,6 +195,9 @@ class TrainConfig:
                          "epochs of linear warm-up before the cosine schedule")
     batch_size: int = _field(64, _positive_int, "examples per gradient step")
     epochs: int = _field(20, _positive_int, "passes over the training set")
+    early_stopping: int | None = _field(None, _optional(_positive_int),
+                                        "stop after this many epochs without a lower validation loss and keep the "
+                                        "best epoch's weights (needs validation_split)")
     validation_split: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
                                      "fraction of the training set held out for validation")
     dtype: str = _field("float32", _Choice(("float32", "float64")), "parameter and computation precision")
@@ -218,6 +224,8 @@ class TrainConfig:
             if self.lr_decay != 1:
                 raise ValueError("lr_decay and lr_schedule both set the learning rate per epoch: choose one")
             schedules.per_epoch(self.lr_schedule, self.lr, self.epochs, self.warmup)  # warmup fits, or says why
+        if self.early_stopping and not self.validation_split:
+            raise ValueError("early_stopping watches the validation loss: give validation_split too")
         if self.augment and self.is_table:
             raise ValueError("augment distorts images; a table's rows are not")
         if not self.is_table and (self.target is not None or self.task != "classification" or self.test_split != 0.2):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import augment, datasets, tables
-from .callbacks import EpochLog, LearningRateDecay, LearningRateScheduler, ProgressBar
+from .callbacks import Callback, EarlyStopping, EpochLog, LearningRateDecay, LearningRateScheduler, ProgressBar
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint
 from .config import TrainConfig
 from .errors import FcnetError, RunInterrupted
@@ -169,6 +169,50 @@ def test_metrics(model, x_test, y_test):
     return {"loss": test.loss, **tables.regression_scores(true, pred)}
 
 
+class BestWeights(Callback):
+    """Keeps the early-stopping watch's best weights in the run folder, ``best-EPOCH.npz``, so a resumed run can
+    restore them. Written before the epoch's checkpoint; the older ones are removed after it (:meth:`cleaner`),
+    so a kill at any instant leaves the file the checkpoint's history points to."""
+
+    def __init__(self, stopper, folder, fresh):
+        self.stopper, self.folder = stopper, Path(folder)
+        if fresh:  # an earlier run's best weights in this folder belong to no checkpoint of this one
+            for stale in self.folder.glob("best-*.npz"):
+                stale.unlink()
+
+    def on_epoch_end(self, epoch, logs):
+        if self.stopper.best_epoch == epoch:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.model.save_weights(self.folder / f"best-{epoch + 1}.npz")
+
+    def cleaner(self):
+        """The callback, to run after the checkpoint, that removes every best-*.npz but the best epoch's."""
+        keeper = self
+
+        class Cleaner(Callback):
+            def on_epoch_end(self, epoch, logs):
+                current = keeper.folder / f"best-{keeper.stopper.best_epoch + 1}.npz"
+                for old in keeper.folder.glob("best-*.npz"):
+                    if old != current:
+                        old.unlink()
+
+        return Cleaner()
+
+
+def _best_weights(out, stopper, model):
+    """The best epoch's weights of ``model``'s run, checkpointed in ``out``, once ``stopper.resume`` has replayed
+    its history (None before any epoch); a copy of ``model`` reads and checks them."""
+    if stopper.best_epoch is None:
+        return None
+    path = out / f"best-{stopper.best_epoch + 1}.npz"
+    if not path.is_file():
+        raise FcnetError(f"{out}: the early-stopping watch's best weights ({path.name}) are missing; train it "
+                         "again")
+    reader = Sequential.from_config(model.get_config(), dtype=model.dtype)
+    reader.load_weights(path)
+    return reader.get_weights()
+
+
 def _say(verbose, text):
     if verbose:
         print(text, flush=True)
@@ -234,22 +278,36 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
         run_callbacks.append(LearningRateScheduler(lambda epoch, lr: schedule(epoch)))
     if verbose >= 2:
         run_callbacks += [ProgressBar(config.epochs, steps), EpochLog(config.epochs)]
+    start_epoch = state["epoch"] if state else 0
+    last_epoch, stopper, best = config.epochs, None, None
+    if config.early_stopping:
+        stopper = EarlyStopping("val_loss", patience=config.early_stopping, restore_best_weights=True,
+                                verbose=int(verbose >= 1))
+        if state:
+            if stopper.resume(state["history"]):
+                last_epoch = start_epoch  # it had stopped: nothing more to train
+            stopper.best_weights = _best_weights(out, stopper, model)
+        run_callbacks.append(stopper)
+        if out is not None:
+            best = BestWeights(stopper, out, fresh=not state)
+            run_callbacks.append(best)
     checkpoint = None
     if out is not None:
         checkpoint = Checkpoint(out, config.to_dict(), state and state["history"])
         run_callbacks.append(checkpoint)
+        if best is not None:
+            run_callbacks.append(best.cleaner())
     arch = "-".join(map(str, [model.input_dim, *config.hidden, model.output_dim]))
-    start_epoch = state["epoch"] if state else 0
     _say(verbose, f"fcnet: {arch} {config.activation}/{model.layers[-1].activation.name}, {config.optimizer} lr "
                   f"{config.lr}, batch {config.batch_size}, {config.epochs} epochs, {n_train} {config.dataset} "
                   f"training {'rows' if config.is_table else 'images'}, seed "
                   f"{config.seed}" + (f"; resuming after epoch {start_epoch}" if state else ""))
-    if state and start_epoch == config.epochs:
+    if state and start_epoch == last_epoch:
         _say(verbose, f"fcnet: {out} has trained all {start_epoch} epochs already: nothing to train (give more "
                       "epochs to continue it); evaluating it again")
     start = time.perf_counter()
     try:
-        history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
+        history = model.fit(x_train, y_train, epochs=last_epoch, batch_size=config.batch_size,
                             validation_split=config.validation_split, verbose=0,
                             callbacks=[*run_callbacks, *(callbacks or [])], initial_epoch=start_epoch,
                             engine=config.engine, threads=config.threads,
