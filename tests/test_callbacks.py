@@ -1,4 +1,4 @@
-"""Keras' training callbacks: EarlyStopping, ModelCheckpoint, CSVLogger, LearningRateScheduler."""
+"""Keras' training callbacks: EarlyStopping, ModelCheckpoint, CSVLogger, LearningRateScheduler, ReduceLROnPlateau."""
 
 import csv
 
@@ -65,3 +65,33 @@ def test_learning_rate_scheduler_sets_each_epochs_rate():
     assert history.history["lr"] == [0.1, 0.05, 0.025, 0.0125] and model.optimizer.learning_rate == 0.0125
     with pytest.raises(ValueError, match="schedule gave learning rate -1.0 for epoch 1"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda e, lr: -1.0)])
+
+
+def test_reduce_lr_on_plateau_follows_keras_rule_by_hand():
+    from fcnet.callbacks import ReduceLROnPlateau
+
+    model = fcnet.Sequential([fcnet.Dense(2, input_dim=2)], seed=0)
+    model.compile(fcnet.SGD(1.0), "mse")
+    cb = ReduceLROnPlateau(factor=0.5, patience=2, cooldown=1, min_delta=0.01, min_lr=0.2)
+    cb.model = model
+    cb.on_train_begin({})
+    rates = []
+    #        improves, flat, flat → cut; cooldown epoch; flat, flat → cut; flat, flat → cut (floored at min_lr), ...
+    for epoch, loss in enumerate([1.0, 0.995, 0.999, 0.998, 0.997, 0.996, 0.996, 0.5, 0.6, 0.7, 0.8, 0.9]):
+        logs = {"val_loss": loss}
+        cb.on_epoch_end(epoch, logs)
+        rates.append(model.optimizer.learning_rate)
+        assert logs["lr"] == (rates[-2] if epoch else 1.0)  # the rate the epoch trained with
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]
+    with pytest.raises(ValueError, match="factor must be in"):
+        ReduceLROnPlateau(factor=1.5)
+
+
+def test_reduce_lr_on_plateau_in_fit_lowers_the_rate_when_validation_stalls():
+    from fcnet.callbacks import ReduceLROnPlateau
+
+    model, x, y = overfitting()
+    history = model.fit(x, y, epochs=30, batch_size=16, validation_split=0.3, verbose=0,
+                        callbacks=[ReduceLROnPlateau(factor=0.5, patience=2)])
+    rates = history.history["lr"]
+    assert rates[0] == 0.02 and rates[-1] < 0.02 and all(a >= b for a, b in zip(rates, rates[1:]))

@@ -10,7 +10,8 @@ import csv
 import os
 import sys
 
-__all__ = ["Callback", "History", "LearningRateDecay", "LearningRateScheduler", "EarlyStopping", "ModelCheckpoint",
+__all__ = ["Callback", "History", "LearningRateDecay", "LearningRateScheduler", "ReduceLROnPlateau", "EarlyStopping",
+           "ModelCheckpoint",
            "CSVLogger", "ProgressBar", "EpochLog", "LivePlot", "format_logs", "progress_callbacks", "interactive"]
 
 
@@ -159,6 +160,41 @@ class EarlyStopping(_Monitor):
                   f"{self.best_epoch + 1})")
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Keras': multiply the learning rate by ``factor`` when ``monitor`` has not improved by ``min_delta`` for
+    ``patience`` epochs, then wait ``cooldown`` epochs before counting again; never below ``min_lr``. The
+    epoch's rate goes to ``logs["lr"]``."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        super().__init__(monitor, mode, min_delta)
+        self.factor, self.patience, self.verbose = float(factor), patience, verbose
+        self.cooldown, self.min_lr = cooldown, float(min_lr)
+
+    def on_train_begin(self, logs):
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def on_epoch_end(self, epoch, logs):
+        optimizer = self.model.optimizer
+        logs["lr"] = optimizer.learning_rate
+        current = self._current(logs)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current, self.best):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience and optimizer.learning_rate > self.min_lr:
+                optimizer.learning_rate = max(optimizer.learning_rate * self.factor, self.min_lr)
+                if self.verbose:
+                    print(f"epoch {epoch + 1}: {self.monitor} has not improved for {self.wait} epochs; learning "
+                          f"rate {optimizer.learning_rate:.4g}")
+                self.cooldown_counter, self.wait = self.cooldown, 0
 
 
 class ModelCheckpoint(_Monitor):
