@@ -103,6 +103,7 @@ class NumbaEngine:
         self.per_call = max(1, STEP_ROWS // batch_size)
         self._losses, self._hits = np.empty(self.per_call), np.empty(self.per_call, dtype=np.int64)
         self._dropout_width = sum(w for layer, w in zip(layers, widths) if layer.dropout)
+        self._no_uniforms = np.zeros(0)
         y_empty = np.zeros((0,) if y_ndim == 1 else (0, widths[-1]), y_dtype)
         self._run(np.zeros((0, widths[0]), dtype=x_dtype), y_empty, np.zeros(0, np.intp), 0, 0)
 
@@ -111,9 +112,10 @@ class NumbaEngine:
         opt = self.model.optimizer
         self.hyper["lr"] = opt.learning_rate  # a callback may have changed it since the last call
         self.hyper["decay"] = 1 - opt.learning_rate * (opt.weight_decay or 0.0)  # as Optimizer.apply_gradients
-        # The dropout masks' uniforms, drawn as Dense._draw_mask draws them: step by step, layer by layer.
-        rows = sum(min(self.batch_size, len(order) - step * self.batch_size) for step in range(first, last))
-        uniforms = self.model.rng.random(rows * self._dropout_width) if self._dropout_width else np.zeros(0)
+        uniforms = self._no_uniforms
+        if self._dropout_width:  # the masks' uniforms, as Dense._draw_mask draws them: step by step, layer by layer
+            rows = min(last * self.batch_size, len(order)) - first * self.batch_size
+            uniforms = self.model.rng.random(rows * self._dropout_width)
         done = _steps(self.gemm, x, y, order, first, last, self.batch_size, self.scale, self.acts, self.deltas,
                       self.weights, self.weight_grads, self.flat_params, self.flat_grads, self.slots[0],
                       self.slots[1], self.codes, self.alphas, self.rule, self.torch_form, self.hyper,
@@ -286,6 +288,7 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
     h = hyper[0]
     one, zero, lr = h.one, h.zero, h.lr
     used = 0  # uniforms consumed
+    offsets = np.zeros(depth, dtype=np.int64)  # where each layer's mask of the step starts in uniforms
     for step in range(first, last):
         lo = step * batch
         rows = min(batch, n - lo)
@@ -324,7 +327,6 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
         c1, c2 = 1 - decays[0]**t, 1 - decays[1]**t
         h.step = lr * math.sqrt(c2) / c1 if not torch_form else lr / c1  # Adam's step, in the model's dtype
         h.inv_c2 = 1 / c2 if rule == ADAM else 0
-        offsets = np.zeros(depth, dtype=np.int64)  # where each layer's mask starts in uniforms
         for layer in range(depth):
             if rates[layer] > 0:
                 offsets[layer] = masks

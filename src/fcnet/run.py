@@ -171,7 +171,7 @@ def test_metrics(model, x_test, y_test):
 
 class BestWeights(Callback):
     """Keeps the early-stopping watch's best weights in the run folder, ``best-EPOCH.npz``, so a resumed run can
-    restore them. Written before the epoch's checkpoint; the older ones are removed after it (:meth:`cleaner`),
+    restore them. Written before the epoch's checkpoint; the older ones are removed after it (:class:`PruneBest`),
     so a kill at any instant leaves the file the checkpoint's history points to."""
 
     def __init__(self, stopper, folder, fresh):
@@ -180,23 +180,24 @@ class BestWeights(Callback):
             for stale in self.folder.glob("best-*.npz"):
                 stale.unlink()
 
+    def path(self):
+        return self.folder / f"best-{self.stopper.best_epoch + 1}.npz"
+
     def on_epoch_end(self, epoch, logs):
         if self.stopper.best_epoch == epoch:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.model.save_weights(self.folder / f"best-{epoch + 1}.npz")
+            self.model.save_weights(self.path())
 
-    def cleaner(self):
-        """The callback, to run after the checkpoint, that removes every best-*.npz but the best epoch's."""
-        keeper = self
 
-        class Cleaner(Callback):
-            def on_epoch_end(self, epoch, logs):
-                current = keeper.folder / f"best-{keeper.stopper.best_epoch + 1}.npz"
-                for old in keeper.folder.glob("best-*.npz"):
-                    if old != current:
-                        old.unlink()
+class PruneBest(Callback):
+    """After the checkpoint: every best-*.npz but the best epoch's goes."""
 
-        return Cleaner()
+    def __init__(self, keeper):
+        self.keeper = keeper
+
+    def on_epoch_end(self, epoch, logs):
+        for old in set(self.keeper.folder.glob("best-*.npz")) - {self.keeper.path()}:
+            old.unlink()
 
 
 def _best_weights(out, stopper, model):
@@ -204,7 +205,7 @@ def _best_weights(out, stopper, model):
     its history (None before any epoch); a copy of ``model`` reads and checks them."""
     if stopper.best_epoch is None:
         return None
-    path = out / f"best-{stopper.best_epoch + 1}.npz"
+    path = BestWeights(stopper, out, fresh=False).path()
     if not path.is_file():
         raise FcnetError(f"{out}: the early-stopping watch's best weights ({path.name}) are missing; train it "
                          "again")
@@ -296,7 +297,7 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
         checkpoint = Checkpoint(out, config.to_dict(), state and state["history"])
         run_callbacks.append(checkpoint)
         if best is not None:
-            run_callbacks.append(best.cleaner())
+            run_callbacks.append(PruneBest(best))
     arch = "-".join(map(str, [model.input_dim, *config.hidden, model.output_dim]))
     _say(verbose, f"fcnet: {arch} {config.activation}/{model.layers[-1].activation.name}, {config.optimizer} lr "
                   f"{config.lr}, batch {config.batch_size}, {config.epochs} epochs, {n_train} {config.dataset} "
