@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+import fcnet
 from fcnet import activations
 
 Z = np.array([[-2.0, -0.5, 0.3, 1.7], [3.0, -1.0, 0.0, 0.25]])
@@ -15,6 +16,7 @@ Z = np.array([[-2.0, -0.5, 0.3, 1.7], [3.0, -1.0, 0.0, 0.25]])
         ("leaky_relu", [[-0.4, -0.1, 0.3, 1.7], [3.0, -0.2, 0, 0.25]]),
         ("sigmoid", 1 / (1 + np.exp(-Z))),
         ("tanh", np.tanh(Z)),
+        ("swish", Z / (1 + np.exp(-Z))),
     ],
 )
 def test_forward_matches_hand_computed_values(name, expected):
@@ -43,7 +45,7 @@ def test_backward_matches_central_differences(name):
     z = rng.normal(size=(3, 5))
     z[np.abs(z) < 1e-3] = 0.5  # stay away from the ReLU kink
     da = rng.normal(size=z.shape)
-    dz = act.backward(da.copy(), act.forward(z))
+    dz = act.backward(da.copy(), act.forward(z), z)
     numeric = np.zeros_like(z)
     eps = 1e-6
     for idx in np.ndindex(z.shape):
@@ -59,8 +61,8 @@ def test_relu_derivative_at_zero_is_zero():
 
 
 def test_unknown_activation_names_the_choices():
-    with pytest.raises(ValueError, match="unknown activation 'swish'; choose from linear, relu"):
-        activations.get("swish")
+    with pytest.raises(ValueError, match="unknown activation 'mish'; choose from linear, relu"):
+        activations.get("mish")
 
 
 def test_get_accepts_none_config_and_instances():
@@ -78,3 +80,28 @@ def test_in_place_forward_equals_out_of_place(name):
     buffer = z.copy()
     assert act.forward(buffer, out=buffer) is buffer
     assert_allclose(buffer, expected, rtol=1e-15)
+
+
+def test_gelu_is_z_times_the_normal_distribution_function_in_both_tails():
+    import math
+
+    z = np.array([-40.0, -10.0, -3.0, -1.0, 0.0, 0.5, 1.0, 3.0, 10.0])
+    exact = np.array([v * 0.5 * math.erfc(-v / math.sqrt(2)) for v in z])
+    assert_allclose(activations.GELU().forward(z), exact, rtol=1e-13)
+    assert activations.GELU().forward(np.array([-10.0]))[0] < 0  # the lower tail keeps its relative precision
+    x = np.linspace(-6, 6, 1201)
+    assert_allclose(activations.erfc(x), [math.erfc(v) for v in x], rtol=1e-14)
+    assert activations.get("silu").name == "swish"
+
+
+@pytest.mark.parametrize("name", ["gelu", "swish"])
+def test_activations_whose_derivative_needs_z_keep_it_in_a_dense_layer(name):
+    """The layer must not overwrite z while training: the backward pass reads it."""
+    rng = np.random.default_rng(3)
+    model = fcnet.Sequential([fcnet.Dense(5, name, input_dim=4), fcnet.Dense(2, None)], seed=0, dtype="float64")
+    model.compile("sgd", "mse")
+    x, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 2))
+    from fcnet.gradcheck import gradcheck
+
+    assert gradcheck(model, x, y).passed
+    assert activations.get(name).needs_z

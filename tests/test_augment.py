@@ -71,7 +71,7 @@ def test_no_strength_is_the_identity_and_a_seed_fixes_the_distortions():
 
 def test_parse_and_refusals():
     assert parse("shift, elastic=30,sigma=5").get_config() == {"shift": 2.0, "rotate": 0.0, "scale": 0.0,
-                                                             "elastic": 30.0, "sigma": 5.0}
+                                                             "elastic": 30.0, "sigma": 5.0, "flip": 0.0}
     for text, message in (("twist", "unknown augmentation 'twist'"), ("shift=x", "not a number"),
                           ("", "name at least one"), ("sigma", "sigma needs a value"),
                           ("rotate=500", r"augment rotate must be a number in \[0, 180\]")):
@@ -128,3 +128,19 @@ def test_augment_from_the_cli_is_the_same_on_both_engines_and_resumes_bit_identi
     for p, q in zip(runs[1].model.parameters, resumed.model.parameters):
         assert_array_equal(p, q)
     assert augment.KINDS["elastic"] == 34.0
+
+
+def test_flip_mirrors_left_to_right_with_its_probability_and_leaves_other_draws_alone():
+    images = digits(400)
+    assert_array_equal(Augment(flip=1.0)(images, np.random.default_rng(0)), images[:, :, ::-1])
+    half = Augment(flip=0.5)(images, np.random.default_rng(1))
+    mirrored = [np.array_equal(a, b[:, ::-1]) for a, b in zip(half, images)]
+    unchanged = [np.array_equal(a, b) for a, b in zip(half, images)]
+    assert all(m or u for m, u in zip(mirrored, unchanged)) and 160 < sum(mirrored) < 240
+    shifted = Augment(shift=2)._affine(50, 28, 28, np.random.default_rng(2))
+    both = Augment(shift=2, flip=0.5)._affine(50, 28, 28, np.random.default_rng(2))
+    kept = both[:, 4] == shifted[:, 4]  # d = 1 unless mirrored
+    assert kept.any() and not kept.all() and np.array_equal(both[kept], shifted[kept])
+    assert parse("flip").flip == 0.5 and parse("flip=0.25,shift").flip == 0.25
+    with pytest.raises(ValueError, match=r"augment flip must be a number in \[0, 1\]"):
+        Augment(flip=1.5)

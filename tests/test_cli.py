@@ -90,7 +90,7 @@ def test_predict_images(idx_dir, tmp_path):
     [
         (["--lr", "-1"], "argument --lr: '-1': must be a number > 0"),
         (["--batch-size", "0"], "argument --batch-size: '0': must be an integer ≥ 1"),
-        (["--activation", "swish"], "argument --activation: invalid choice: 'swish'"),
+        (["--activation", "mish"], "argument --activation: invalid choice: 'mish'"),
         (["--hidden", "300,x"], "must be integers ≥ 1 separated by commas"),
         (["--validation-split", "1"], "must be in [0, 1)"),
         (["--dataset", "cifar"], "must be one of mnist, fashion-mnist, kmnist, idx:DIR, or a table"),

@@ -27,7 +27,7 @@ def test_values_are_converted_once_from_text_or_python_values():
     ("hidden", [0], "hidden must be integers ≥ 1"),
     ("validation_split", 1, "validation_split must be in [0, 1)"),
     ("lr_decay", 0, "lr_decay must be in (0, 1]"),
-    ("activation", "swish", "activation must be one of linear, relu"),
+    ("activation", "mish", "activation must be one of linear, relu"),
     ("optimizer", "Adam", "optimizer must be one of sgd, adam, adamw, rmsprop"),
     ("dataset", "cifar", "dataset must be one of mnist, fashion-mnist, kmnist, idx:DIR, or a table"),
     ("dtype", "float16", "dtype must be one of float32, float64"),

@@ -120,6 +120,51 @@ def test_dropout_and_weight_decay_compiled_equal_the_numpy_reference(optimizer, 
             make().fit(x, y, epochs=1, verbose=0, engine="cuda")
 
 
+PENALTIES = {  # optimizer options, a schedule read every step, L2 kernel penalties: all compiled on the CPU
+    "l2": ({}, 0.01),
+    "clipvalue": ({"clipvalue": 0.002}, 0.0),
+    "clipnorm": ({"clipnorm": 0.05}, 0.0),
+    "global_clipnorm+l2": ({"global_clipnorm": 0.08}, 0.005),
+    "cosine warm-up": ({"learning_rate": fcnet.schedules.CosineDecay(0.0, 30, warmup_target=0.05, warmup_steps=5),
+                        "weight_decay": 0.01}, 0.0),
+    "onecycle+clipnorm": ({"learning_rate": fcnet.schedules.OneCycle(0.05, 33), "clipnorm": 0.1}, 0.002),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rmsprop"])
+@pytest.mark.parametrize("case", PENALTIES)
+def test_penalties_clipping_and_step_schedules_compiled_equal_the_numpy_reference(case, optimizer, dtype):
+    """Each option changes the weights (so the check can fail), and the CPU engine takes it without falling back."""
+    x, y = data()
+    options, l2 = PENALTIES[case]
+    base = {"sgd": SGD(0.1), "momentum": SGD(0.05, momentum=0.9), "adam": Adam(0.01), "rmsprop": RMSprop(0.01)}
+
+    def make(options=options, l2=l2):
+        config = {**base[optimizer].get_config(), **options}
+        reg = fcnet.regularizers.L2(l2) if l2 else None
+        model = fcnet.Sequential([fcnet.Dense(16, "relu", input_dim=20, kernel_regularizer=reg),
+                                  fcnet.Dense(12, "tanh", kernel_regularizer=reg), fcnet.Dense(5, "softmax")],
+                                 seed=0, dtype=dtype)
+        model.compile(fcnet.optimizers.get(config), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    assert choose_engine(make(), y) == "numba"
+    (ref, h_ref), (jit, h_jit) = train_both(make, x, y, "numba", epochs=3, batch_size=32, threads=2)
+    rtol = TOLERANCE["numba", dtype]
+    for p, q in zip(ref.parameters, jit.parameters):
+        assert_allclose(q, p, rtol=0, atol=rtol * np.abs(p).max())
+    assert_allclose(h_jit.history["loss"], h_ref.history["loss"], rtol=rtol)
+    assert jit.optimizer.learning_rate == ref.optimizer.learning_rate
+    assert jit.optimizer.iterations == ref.optimizer.iterations == 33
+    plain = make({}, 0.0)
+    plain.fit(x, y, epochs=3, batch_size=32, verbose=0, engine="numba", threads=2)
+    assert not np.allclose(plain.parameters[0], jit.parameters[0], rtol=1e-3, atol=0)  # the option did something
+    if GPU:
+        with pytest.raises(ValueError, match="not compiled"):
+            make().fit(x, y, epochs=1, verbose=0, engine="cuda")
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rmsprop"])
 def test_squared_error_regression_compiled_equals_the_numpy_reference(optimizer, dtype):

@@ -1,6 +1,8 @@
 """fcnet.regularizers: the L2 penalty's loss term and gradient, checked against finite differences and PyTorch's
 weight decay, saved with the model, and left to the NumPy engine by the compiled ones."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -56,14 +58,20 @@ def test_sgd_with_l2_is_torch_sgd_with_weight_decay_on_the_kernels():
     assert_allclose(net.layers[0].params["W"], w.detach().numpy(), rtol=1e-10)
 
 
-def test_a_regularised_model_saves_loads_and_trains_on_numpy(tmp_path):
+def test_a_regularised_model_saves_loads_and_trains_on_both_cpu_engines(tmp_path):
     rng = np.random.default_rng(2)
     x, y = rng.random((50, 6)), rng.integers(0, 4, 50)
     net = model()
-    history = net.fit(x, y, epochs=2, verbose=0)
-    assert history.engine == "numpy"  # the compiled engines do not apply penalties
-    with pytest.raises(ValueError, match="a kernel regularizer is not compiled"):
-        model().fit(x, y, epochs=1, verbose=0, engine="numba")
+    history = net.fit(x, y, epochs=2, verbose=0, engine="numpy")
+    if importlib.util.find_spec("numba"):  # the same run compiled: the same losses (penalty included)
+        compiled = model()
+        compiled_history = compiled.fit(x, y, epochs=2, verbose=0)
+        assert compiled_history.engine == "numba"
+        assert_allclose(compiled_history.history["loss"], history.history["loss"], rtol=1e-5)
+        assert compiled.evaluate(x, y).loss == pytest.approx(net.evaluate(x, y).loss, rel=1e-5)
+        from fcnet.coverage import unsupported
+
+        assert unsupported(net, y, regularized=False) == "a kernel regularizer is not compiled"  # the GPU's
     net.save(tmp_path / "m.npz")
     loaded = fcnet.load_model(tmp_path / "m.npz")
     assert loaded.layers[0].kernel_regularizer.l2 == 1e-3 and loaded.layers[1].kernel_regularizer.l2 == 0.01

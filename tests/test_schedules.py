@@ -95,14 +95,24 @@ def test_per_epoch_schedules_of_the_command_line():
     assert max(onecycle) == pytest.approx(1.0) and onecycle[0] == pytest.approx(0.04) and onecycle[-1] < 1e-5
 
 
-def test_a_per_step_schedule_is_not_compiled_and_auto_trains_it_on_numpy():
+def test_a_per_step_schedule_is_compiled_on_the_cpu_and_not_on_the_gpu():
     pytest.importorskip("numba")
-    model = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=6), fcnet.Dense(3, "softmax")], seed=0)
-    model.compile(fcnet.SGD(S.ExponentialDecay(0.1, 10, 0.5)), "sparse_categorical_crossentropy")
+    from fcnet.coverage import unsupported
+
+    def make():
+        model = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=6), fcnet.Dense(3, "softmax")], seed=0,
+                                 dtype="float64")
+        model.compile(fcnet.SGD(S.ExponentialDecay(0.1, 10, 0.5)), "sparse_categorical_crossentropy")
+        return model
+
     x, y = np.random.default_rng(0).random((64, 6)), np.arange(64) % 3
-    with pytest.raises(ValueError, match="schedule read at every step is not compiled"):
-        model.fit(x, y, epochs=1, verbose=0, engine="numba")
-    assert model.fit(x, y, epochs=1, verbose=0).engine == "numpy"
+    runs = [make() for _ in range(2)]
+    assert runs[0].fit(x, y, epochs=3, batch_size=8, verbose=0, engine="numpy").engine == "numpy"
+    assert runs[1].fit(x, y, epochs=3, batch_size=8, verbose=0).engine == "numba"
+    for p, q in zip(*(m.parameters for m in runs)):
+        np.testing.assert_allclose(q, p, rtol=1e-12)
+    assert runs[1].optimizer.learning_rate == runs[0].optimizer.learning_rate == 0.1 * 0.5 ** (23 / 10)
+    assert "schedule read at every step is not compiled" in unsupported(runs[0], y, regularized=False)
 
 
 def test_lr_schedule_from_the_cli_runs_on_every_engine_alike_and_resumes(idx_dir, tmp_path):

@@ -74,7 +74,7 @@ def test_stopping_rules_records_and_partial_fit(table, capsys):
         online.partial_fit(x[:5], ["fox"] * 5)
 
 
-def test_alpha_is_scikit_learns_l2_penalty_and_trains_on_numpy(table):
+def test_alpha_is_scikit_learns_l2_penalty(table):
     x, y = table
     plain = MLPClassifier(max_iter=5, random_state=0).fit(x, y)
     penalised = MLPClassifier(max_iter=5, random_state=0, alpha=1.0).fit(x, y)

@@ -136,7 +136,7 @@ def test_keras_adam_differs_from_torch_adam_only_by_epsilon_placement():
 
 
 def test_a_broken_backward_pass_fails_the_torch_check(monkeypatch):
-    monkeypatch.setattr(activations.Tanh, "backward", lambda self, da, a: da * (1 - a))
+    monkeypatch.setattr(activations.Tanh, "backward", lambda self, da, a, z=None: da * (1 - a))
     model, rng = make([6, 6], "tanh", "sparse", 6, 6, seed=0)
     result = torch_check(model, rng.normal(size=(8, 6)), rng.integers(0, 6, 8))
     assert not result.passed and result.max_rel_error > 1e-2

@@ -15,7 +15,7 @@ from . import activations, callbacks, datasets, initializers, losses, optimizers
 from .callbacks import Callback, History, LearningRateDecay
 from .config import TrainConfig
 from .errors import ChecksumError, DataError, DataNotFoundError, DivergenceError, FcnetError
-from .layers import Dense, Dropout
+from .layers import BatchNormalization, Dense, Dropout
 from .model import Evaluation, Sequential
 from .optimizers import SGD, Adam, RMSprop
 from .run import RunResult, train_run
@@ -24,8 +24,8 @@ from .saving import load_model
 __version__ = "0.1.0"
 
 __all__ = [
-    "Sequential", "Dense", "Dropout", "SGD", "Adam", "RMSprop", "load_model", "History", "Callback",
-    "LearningRateDecay",
+    "Sequential", "Dense", "Dropout", "BatchNormalization", "SGD", "Adam", "RMSprop", "load_model", "History",
+    "Callback", "LearningRateDecay",
     "Evaluation", "TrainConfig", "train_run", "RunResult",
     "FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError",
     "activations", "callbacks", "datasets", "initializers", "losses", "optimizers", "regularizers",

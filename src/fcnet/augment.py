@@ -1,7 +1,8 @@
 """Data augmentation of uint8 images: random shifts, rotations, scalings and elastic distortions (Simard 2003).
 
-``Augment(shift=2, rotate=10, scale=0.1, elastic=34, sigma=4)`` draws, for every image, one affine map (a shift of
-up to ``shift`` pixels along each axis, a rotation of up to ``rotate`` degrees, a scaling by up to ``±scale``) and,
+``Augment(shift=2, rotate=10, scale=0.1, elastic=34, sigma=4, flip=0.5)`` draws, for every image, one affine map
+(a shift of up to ``shift`` pixels along each axis, a rotation of up to ``rotate`` degrees, a scaling by up to
+``±scale``, a left-right mirror with probability ``flip`` — for clothes, not digits) and,
 with ``elastic`` = α > 0, a displacement field of uniform noise in [−1, 1] smoothed by a Gaussian of ``sigma``
 pixels and multiplied by α, as in Simard, Steinkraus & Platt (2003) (drawn in a basis of the blur, see
 :meth:`Augment._displacements`). Each output pixel ``p`` samples the input at
@@ -22,7 +23,7 @@ import numpy as np
 
 __all__ = ["Augment", "parse", "KINDS"]
 
-KINDS = {"shift": 2.0, "rotate": 10.0, "scale": 0.1, "elastic": 34.0}  # name → default strength
+KINDS = {"shift": 2.0, "rotate": 10.0, "scale": 0.1, "elastic": 34.0, "flip": 0.5}  # name → default strength
 SIGMA = 4.0
 
 
@@ -39,19 +40,21 @@ class Augment:
         The zoom, uniform in ``[1 − scale, 1 + scale]``.
     elastic, sigma : float
         Simard's α (pixels) and σ of the smoothing Gaussian; 0 turns the elastic part off.
+    flip : float
+        The probability of mirroring an image left to right.
     shape : (int, int), optional
         ``(rows, cols)`` of images given as flat rows ``(n, rows·cols)``, as ``fit`` holds them; default square.
     """
 
-    def __init__(self, shift=0.0, rotate=0.0, scale=0.0, elastic=0.0, sigma=SIGMA, shape=None):
+    def __init__(self, shift=0.0, rotate=0.0, scale=0.0, elastic=0.0, sigma=SIGMA, flip=0.0, shape=None):
         for name, value, top in (("shift", shift, 28), ("rotate", rotate, 180), ("scale", scale, 0.9),
-                                 ("elastic", elastic, 1000), ("sigma", sigma, 100)):
+                                 ("elastic", elastic, 1000), ("sigma", sigma, 100), ("flip", flip, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
                 raise ValueError(f"augment {name} must be a number in [0, {top}], got {value!r}")
         if sigma <= 0:
             raise ValueError("augment sigma must be > 0")
         self.shift, self.rotate, self.scale = float(shift), float(rotate), float(scale)
-        self.elastic, self.sigma = float(elastic), float(sigma)
+        self.elastic, self.sigma, self.flip = float(elastic), float(sigma), float(flip)
         self.shape = None if shape is None else tuple(int(v) for v in shape)
 
     def get_config(self):
@@ -84,14 +87,21 @@ class Augment:
 
     def _affine(self, n, rows, cols, rng):
         """Per image ``[a, b, t, c, d, u]``: output pixel ``(i, j)`` samples the input at ``(a i + b j + t,
-        c i + d j + u)`` — rotation and zoom about the centre, inverted, then the shift. ``(n, 6)`` float64."""
+        c i + d j + u)`` — rotation and zoom about the centre, inverted, then the shift; a mirrored image's
+        output ``(i, j)`` is the unmirrored one's ``(i, cols − 1 − j)``. ``(n, 6)`` float64."""
         angle = np.deg2rad(rng.uniform(-self.rotate, self.rotate, n))
         zoom = rng.uniform(1 - self.scale, 1 + self.scale, n)
         shift = rng.uniform(-self.shift, self.shift, (n, 2))
         cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
         cr, cc = (rows - 1) / 2, (cols - 1) / 2
-        return np.stack([cos, -sin, cr - cos * cr + sin * cc + shift[:, 0],
-                         sin, cos, cc - sin * cr - cos * cc + shift[:, 1]], axis=1)
+        affine = np.stack([cos, -sin, cr - cos * cr + sin * cc + shift[:, 0],
+                           sin, cos, cc - sin * cr - cos * cc + shift[:, 1]], axis=1)
+        if self.flip:  # drawn last, and only when asked: the other kinds' draws stay what they were
+            mirrored = rng.random(n) < self.flip
+            for col, offset in ((1, 2), (4, 5)):  # j → cols − 1 − j in a i + b j + t and c i + d j + u
+                affine[mirrored, offset] += affine[mirrored, col] * (cols - 1)
+                affine[mirrored, col] *= -1
+        return affine
 
     def _displacements(self, n, rows, cols, rng):
         """Simard's fields for ``n`` images: α times uniform noise in [−1, 1] blurred by a Gaussian of σ, as
@@ -169,7 +179,8 @@ def _sample(images, affine, noise):
 
 
 def parse(text, shape=None):
-    """``"shift,rotate,elastic"`` or ``"shift=3,elastic=30,sigma=5"`` (``fcnet train --augment``) → Augment.
+    """``"shift,rotate,elastic"``, ``"flip"`` or ``"shift=3,elastic=30,sigma=5"`` (``fcnet train --augment``) →
+    Augment.
 
     A kind named without a strength takes its default (:data:`KINDS`); ``shape`` is the images' ``(rows, cols)``.
     """

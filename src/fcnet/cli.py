@@ -78,6 +78,10 @@ def _config_flags(parser, names, defaults=None):
     for name in names:
         f, default = FIELDS[name], defaults[name]
         choices = getattr(f.metadata["check"], "choices", None)
+        if isinstance(default, bool):  # a switch: --batch-norm
+            parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, action="store_const",
+                                const=True, help=f.metadata["help"])
+            continue
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, choices=choices,
                             type=None if choices else _setting(f),
@@ -92,8 +96,8 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)")
     _config_flags(train, (*NETWORK, *TRAINING, "target", "task", "test_split", "loss", "weight_decay", "clipnorm",
-                          "l2", "dropout", "augment", "lr_schedule", "warmup", "lr_decay", "validation_split",
-                          "early_stopping", "preparation", "threads"))
+                          "l2", "dropout", "batch_norm", "augment", "lr_schedule", "warmup", "lr_decay",
+                          "validation_split", "early_stopping", "preparation", "threads"))
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
@@ -128,7 +132,7 @@ def build_parser():
 
     check = sub.add_parser("gradcheck", help="prove the backward pass: finite differences, and PyTorch if installed",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _config_flags(check, ("hidden", "activation", "seed", "loss"))
+    _config_flags(check, ("hidden", "activation", "seed", "loss", "batch_norm"))
     check.add_argument("--inputs", type=positive_int, default=784, help="input width")
     check.add_argument("--classes", type=positive_int, default=10)
     check.add_argument("--batch-size", type=positive_int, default=8)

@@ -211,13 +211,18 @@ def cmd_gradcheck(args):
     from .gradcheck import TOLERANCE, biases_off_the_kinks, gradcheck
 
     net = _config(args)
-    model = build_model(net.hidden, net.activation, args.inputs, args.classes, net.seed, "float64")
+    binary = net.loss == "binary_crossentropy"  # independent yes/no outputs: sigmoids, 0/1 targets
+    output = "sigmoid" if binary else "softmax"
+    model = build_model(net.hidden, net.activation, args.inputs, args.classes, net.seed, "float64", output=output,
+                        batch_norm=net.batch_norm)
     model.compile("sgd", net.loss)
     rng = np.random.default_rng(net.seed)
-    x, y = rng.random((args.batch_size, args.inputs)), rng.integers(0, args.classes, args.batch_size)
+    x = rng.random((args.batch_size, args.inputs))
+    y = rng.integers(0, 2 if binary else args.classes, (args.batch_size, args.classes) if binary else args.batch_size)
     biases_off_the_kinks(model, x, rng)  # no unit on ReLU's kink, where a finite difference is meaningless
     arch = "-".join(map(str, [args.inputs, *net.hidden, args.classes]))
-    print(f"{arch} {net.activation}/softmax, {net.loss}, batch {args.batch_size}, seed {net.seed}")
+    print(f"{arch} {net.activation}/{output}{', batch norm' if net.batch_norm else ''}, {net.loss}, "
+          f"batch {args.batch_size}, seed {net.seed}")
     checks = [(f"finite differences (eps {args.eps:g}, tolerance {TOLERANCE:g})",
                gradcheck(model, x, y, eps=args.eps, max_entries=args.entries, seed=net.seed))]
     if not args.no_torch:

@@ -82,6 +82,19 @@ def _augment(value):
     return ",".join(p.strip() for p in str(value).split(",") if p.strip())
 
 
+def _flag(value):
+    """A switch: ``True``/``False`` (TOML, Python) or their words in text."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ValueError("must be true or false")
+
+
+_flag.what = "true or false"
+
+
 def _optional(check):
     def optional(value):
         return None if value is None else check(value)
@@ -134,6 +147,8 @@ class TrainConfig:
         Distortions of the training images, e.g. ``"shift,rotate,elastic"`` (:func:`fcnet.augment.parse`).
     dropout : float in [0, 1)
         A :class:`~fcnet.layers.Dropout` of this rate after every hidden layer.
+    batch_norm : bool
+        A :class:`~fcnet.layers.BatchNormalization` after every hidden layer (before its dropout).
     batch_size, epochs : int
     validation_split : float in [0, 1)
         Fraction held out from the end of the training set, as in Keras.
@@ -170,22 +185,24 @@ class TrainConfig:
     limit: int | None = _field(None, _optional(_positive_int), "use only the first N training images")
     hidden: tuple = _field((300,), _hidden, "hidden layer widths, e.g. 256,128,64,64")
     activation: str = _field("relu", _Choice(activations.NAMES), "hidden-layer activation")
-    loss: str = _field("sparse_categorical_crossentropy", _Choice(losses.NAMES), "loss on a softmax output")
+    loss: str = _field("sparse_categorical_crossentropy", _Choice(losses.NAMES),
+                       "the loss: a cross-entropy, or mse, mae, huber (which regression takes)")
     optimizer: str = _field("sgd", _Choice(optimizers.NAMES), "optimizer")
     lr: float = _field(0.1, _positive_float, "learning rate")
     momentum: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"), "SGD momentum")
     weight_decay: float = _field(0.0, _Check(float, lambda v: 0 <= v < math.inf, "a number ≥ 0"),
                                  "decoupled weight decay: p ← p·(1 − lr·weight_decay) every step (AdamW's)")
     clipnorm: float | None = _field(None, _optional(_positive_float), "scale each gradient array to at most this "
-                                    "L2 norm (Keras' clipnorm; numpy engine)")
+                                    "L2 norm (Keras' clipnorm)")
     dropout: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
                             "dropout rate after every hidden layer (fcnet.Dropout)")
+    batch_norm: bool = _field(False, _flag, "batch normalization after every hidden layer (fcnet.BatchNormalization;"
+                              " numpy engine)")
     augment: str | None = _field(None, _optional(_augment), "distort the training images afresh every epoch: "
                                  "shift, rotate, scale, elastic (Simard's), each with a default strength or as "
                                  "name=value, e.g. shift=2,rotate=10,elastic=34,sigma=4")
     l2: float = _field(0.0, _Check(float, lambda v: 0 <= v < math.inf, "a number ≥ 0"),
-                       "L2 penalty l2·ΣW² on every layer's weights, added to the loss (Keras' kernel_regularizer; "
-                       "numpy engine)")
+                       "L2 penalty l2·ΣW² on every layer's weights, added to the loss (Keras' kernel_regularizer)")
     lr_decay: float = _field(1.0, _Check(float, lambda v: 0 < v <= 1, "in (0, 1]"),
                              "multiply the learning rate by this after every epoch")
     lr_schedule: str | None = _field(None, _optional(_Choice(schedules.NAMES)),
@@ -233,10 +250,11 @@ class TrainConfig:
                              f"{self.dataset} has its own labels and test set")
         if self.is_table and self.target is None and not self.dataset.startswith("npz:"):
             raise ValueError(f"name the target column of {self.dataset} (target, --target COLUMN)")
-        if self.task == "regression" and self.loss != "mse":
+        if self.task == "regression" and self.loss not in losses.REGRESSION:
             if self.loss != TrainConfig.loss:
-                raise ValueError(f"regression trains with loss mse, not {self.loss}")
+                raise ValueError(f"regression trains with loss {', '.join(losses.REGRESSION)}, not {self.loss}")
             object.__setattr__(self, "loss", "mse")  # the loss left at its default follows the task
+
 
     @property
     def is_table(self):

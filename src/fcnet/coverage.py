@@ -4,7 +4,8 @@
 Covered: Dense layers with linear, ReLU, leaky ReLU, sigmoid or tanh hidden activations, a softmax (or
 logits) output with cross-entropy against integer labels — or, on the CPU, a linear output with squared error
 against float targets —, SGD (plain, momentum, Nesterov), Adam and RMSprop in both epsilon forms, float32 or
-float64; on the CPU also dropout and decoupled weight decay.
+float64; on the CPU also dropout, L2 kernel penalties, decoupled weight decay (AdamW), gradient clipping
+(``clipvalue``, ``clipnorm``, ``global_clipnorm``) and a learning-rate schedule read at every step.
 """
 
 import numpy as np
@@ -25,7 +26,8 @@ def unsupported(model, y, squared_error=True, regularized=True):
     """Why ``model`` cannot train on targets ``y`` in a compiled engine (a short phrase), or ``None``.
 
     ``squared_error``: the engine also compiles squared error against float targets (the CPU one does);
-    ``regularized``: it also compiles dropout and decoupled weight decay (the CPU one does).
+    ``regularized``: it also compiles dropout, L2 penalties, weight decay, clipping and per-step schedules (the CPU
+    one does).
     Classes are matched exactly: a subclass may override the formulas the engines transcribe.
     """
     if model.dtype not in (np.float32, np.float64):
@@ -42,8 +44,10 @@ def unsupported(model, y, squared_error=True, regularized=True):
         act, last = layer.activation, i == len(model.layers) - 1
         if type(layer) is not Dense:
             return f"layer type {type(layer).__name__} is not compiled"
-        if layer.kernel_regularizer is not None:
+        if layer.kernel_regularizer is not None and not regularized:
             return "a kernel regularizer is not compiled"
+        if layer.batch_norm is not None:
+            return "batch normalization is not compiled"
         if layer.dropout and not regularized:
             return "dropout is not compiled"
         if last and type(act) not in (activations.Softmax, activations.Linear):
@@ -53,9 +57,9 @@ def unsupported(model, y, squared_error=True, regularized=True):
     compiled = (optimizers.SGD, optimizers.Adam, optimizers.RMSprop) + ((optimizers.AdamW,) if regularized else ())
     if type(model.optimizer) not in compiled:
         return f"optimizer {type(model.optimizer).__name__} is not compiled"
-    if model.optimizer.schedule is not None:
+    if model.optimizer.schedule is not None and not regularized:
         return "a learning-rate schedule read at every step is not compiled (one set per epoch is: callbacks)"
-    options = [k for k, v in model.optimizer.options.items() if v and not (regularized and k == "weight_decay")]
+    options = [k for k, v in model.optimizer.options.items() if v and not regularized]
     if options:
         return f"the optimizer's {', '.join(options)} is not compiled"
     return None

@@ -652,7 +652,7 @@ def forward_batches(model, x, batch_size):
             out /= out.sum(axis=1, keepdims=True)
         else:
             out = z
-        yield start, (z if model.fuses_softmax else out).get(), out.get()
+        yield start, (z if model.fuses_output else out).get(), out.get()
 
 
 def _unpredictable(model):
@@ -664,6 +664,8 @@ def _unpredictable(model):
         kind = type(layer.activation)
         if type(layer) is not Dense:
             return f"layer type {type(layer).__name__} is not compiled"
+        if layer.batch_norm is not None:
+            return "batch normalization is not compiled"
         if last and layer.activation.name not in ("softmax", "linear") or not last and kind not in ACTIVATIONS:
             return f"activation {layer.activation.name!r} is not compiled"
     return None

@@ -39,8 +39,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .metrics import count_correct
-
 __all__ = ["Engine", "NumpyEngine", "Step", "make_engine", "choose_engine", "ENGINES"]
 
 ENGINES = ("auto", "numpy", "numba", "cuda")
@@ -98,7 +96,7 @@ class NumpyEngine(Engine):
             yb = y[idx]
             weights = None if self.class_weights is None else self.class_weights[yb]
             loss, out = model.forward_backward(self._gather(x, idx), yb, weights)
-            hits = count_correct(out, yb) if model.metrics else 0
+            hits = model.count_correct(out, yb, training=True) if model.metrics else 0
             if not math.isfinite(loss):  # contract, point 3: check before updating
                 yield Step(len(idx), loss, hits)
                 return

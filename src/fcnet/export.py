@@ -1,8 +1,10 @@
 """A trained model as an ONNX graph, to run where fcnet is not installed (``pip install 'fcnet[onnx]'``).
 
 Each Dense layer becomes ``MatMul`` → ``Add`` → its activation (``Relu``, ``Sigmoid``, ``Tanh``, ``Softmax``;
-``Max(z, αz)`` for leaky ReLU, so that α keeps the model's precision; nothing for linear), in the model's
-float type. The graph's input ``input`` has shape
+``Max(z, αz)`` for leaky ReLU, so that α keeps the model's precision; ``z (1 + Erf(z/√2)) / 2`` for GELU —
+its Erf in float32 even in a float64 graph, as onnxruntime has no other —, ``z · Sigmoid(z)`` for swish;
+nothing for linear), then ``Mul`` →
+``Add`` for batch normalization (its inference form), in the model's float type. The graph's input ``input`` has shape
 ``(batch, n_in)`` with a free batch size and takes what :meth:`fcnet.model.Sequential.predict` takes after
 scaling: floats, images as pixel / 255. Its output ``output`` is what ``predict`` returns (probabilities for a
 softmax output). The model's metadata (data set, class names, test accuracy) goes into ``metadata_props``.
@@ -105,6 +107,8 @@ class _Graph:
 
     def network(self, model, current):
         """MatMul → Add → activation per layer, from the tensor ``current``; returns the last tensor's name."""
+        from onnx import TensorProto
+
         for i, layer in enumerate(model.layers):
             w, b = self.constant(f"W{i + 1}", layer.params["W"]), self.constant(f"b{i + 1}", layer.params["b"])
             current = self.node("Add", [self.node("MatMul", [current, w], self.name(f"xw{i + 1}")), b],
@@ -114,9 +118,25 @@ class _Graph:
                 alpha = self.constant(f"alpha{i + 1}", layer.activation.alpha)
                 current = self.node("Max", [current, self.node("Mul", [current, alpha], self.name(f"az{i + 1}"))],
                                     self.name(f"a{i + 1}"))
+            elif name == "gelu":  # z Φ(z) = z (1 + erf(z / √2)) / 2; ONNX's own Gelu needs opset 20
+                root = self.node("Mul", [current, self.constant(f"rsqrt2_{i + 1}", 1 / np.sqrt(2))])
+                if self.dtype == np.float64:  # onnxruntime has Erf for float32 only: ~1e-7 relative there
+                    erf = self.node("Cast", [self.node("Erf", [self.node("Cast", [root], to=TensorProto.FLOAT)])],
+                                    to=TensorProto.DOUBLE)
+                else:
+                    erf = self.node("Erf", [root])
+                one_plus = self.node("Add", [erf, self.constant(f"one{i + 1}", 1.0)])
+                half_z = self.node("Mul", [current, self.constant(f"half{i + 1}", 0.5)])
+                current = self.node("Mul", [half_z, one_plus], self.name(f"a{i + 1}"))
+            elif name == "swish":
+                current = self.node("Mul", [current, self.node("Sigmoid", [current])], self.name(f"a{i + 1}"))
             elif name in _OPS:
                 extra = {"axis": -1} if name == "softmax" else {}
                 current = self.node(_OPS[name], [current], self.name(f"a{i + 1}"), **extra)
+            if layer.batch_norm is not None:  # inference: the moving averages folded into one affine map
+                scale, shift = layer.batch_norm.affine()
+                scaled = self.node("Mul", [current, self.constant(f"bn_scale{i + 1}", scale)], self.name(f"s{i + 1}"))
+                current = self.node("Add", [scaled, self.constant(f"bn_shift{i + 1}", shift)], self.name(f"n{i + 1}"))
         return current
 
 

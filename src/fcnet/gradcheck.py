@@ -63,8 +63,10 @@ def parameter_names(model):
 
 def _loss(model, x, y):
     """The mean batch loss in the model's own precision (``evaluate`` would round it to a float); a model with
-    dropout runs its training forward pass, through the masks pinned on its layers."""
-    loss_input, _ = model.forward(x, training=any(layer.dropout for layer in model.layers))
+    dropout runs its training forward pass, through the masks pinned on its layers, and one with batch
+    normalization too, normalising with the batch's statistics (which depend on every weight before it)."""
+    training = any(layer.dropout or layer.batch_norm is not None for layer in model.layers)
+    loss_input, _ = model.forward(x, training=training)
     return model.loss.per_example(loss_input, y).mean() + model.penalty(exact=True)
 
 
@@ -73,8 +75,10 @@ def biases_off_the_kinks(model, x, rng, margin=1e-3, tries=100):
 
     A central difference across a kink measures neither one-sided derivative, so a check there fails
     for a correct backward pass; ``margin`` is far above the finite-difference step. Returns the margin
-    reached (the smallest ``|z|`` of a kinked unit; ``inf`` without such units).
+    reached (the smallest ``|z|`` of a kinked unit; ``inf`` without such units). Batch normalization runs as
+    in training, and its moving averages are left as they were.
     """
+    moving = [(state, {k: v.copy() for k, v in state.items()}) for state in (layer.state for layer in model.layers)]
     closest = 0.0
     for _ in range(tries):
         for layer in model.layers:
@@ -85,8 +89,13 @@ def biases_off_the_kinks(model, x, rng, margin=1e-3, tries=100):
             a = layer.activation.forward(z)
             if layer.activation.name in _KINKED and z.size:
                 closest = min(closest, float(np.abs(z).min()))
+            if layer.batch_norm is not None:
+                a = layer.batch_norm.forward(a, training=True)
         if closest >= margin:
             break
+    for state, saved in moving:
+        for key, value in saved.items():
+            state[key][...] = value
     return closest
 
 

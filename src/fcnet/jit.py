@@ -100,6 +100,12 @@ class NumbaEngine:
                             ("epsilon", rule.epsilon), ("tiny", np.finfo(dtype).tiny)):
             self.hyper[name] = value
         self.decays = np.array([h1, h2])  # in float64, for Adam's bias corrections 1 − beta^t
+        # L2 penalties: 2λ in the model's dtype (regularizers.L2.add_gradient's factor) and λ for the loss term;
+        # the clipping options (0: off) in Optimizer.apply_gradients' order.
+        lambdas = [layer.kernel_regularizer.l2 if layer.kernel_regularizer else 0.0 for layer in layers]
+        self.l2s, self.penalties = np.array([2 * v for v in lambdas], dtype=dtype), np.array(lambdas)
+        self.clip = np.array([opt.clipvalue or 0.0, opt.clipnorm or 0.0, opt.global_clipnorm or 0.0])
+        self._no_rates = np.zeros(0)
         self.per_call = max(1, STEP_ROWS // batch_size)
         self._losses, self._hits = np.empty(self.per_call), np.empty(self.per_call, dtype=np.int64)
         self._dropout_width = sum(w for layer, w in zip(layers, widths) if layer.dropout)
@@ -112,6 +118,9 @@ class NumbaEngine:
         opt = self.model.optimizer
         self.hyper["lr"] = opt.learning_rate  # a callback may have changed it since the last call
         self.hyper["decay"] = 1 - opt.learning_rate * (opt.weight_decay or 0.0)  # as Optimizer.apply_gradients
+        lrs = self._no_rates  # a schedule's rate of every step, read as Optimizer.apply_gradients reads it
+        if opt.schedule is not None:
+            lrs = np.array([opt.schedule(opt.iterations + i) for i in range(last - first)], dtype=np.float64)
         uniforms = self._no_uniforms
         if self._dropout_width:  # the masks' uniforms, as Dense._draw_mask draws them: step by step, layer by layer
             rows = min(last * self.batch_size, len(order)) - first * self.batch_size
@@ -120,8 +129,10 @@ class NumbaEngine:
                       self.weights, self.weight_grads, self.flat_params, self.flat_grads, self.slots[0],
                       self.slots[1], self.codes, self.alphas, self.rule, self.torch_form, self.hyper,
                       self.decays, opt.iterations, self._losses, self._hits, self.rates, self.keep, self.dropped,
-                      uniforms)
+                      uniforms, lrs, opt.weight_decay or 0.0, self.l2s, self.penalties, self.clip)
         opt.iterations += done
+        if lrs.size and done:
+            opt.learning_rate = float(lrs[done - 1])
         return done
 
     def epoch(self, x, y, order):
@@ -241,6 +252,33 @@ def _squared_error(z, delta, y, rows_idx, rows):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _clip(grads, clip):
+    """The gradients clipped in place as ``Optimizer.apply_gradients`` clips them: each entry to
+    ``±clip[0]`` (clipvalue), then each array (clipnorm, ``clip[1]``) or all of them together
+    (global_clipnorm, ``clip[2]``) scaled by ``limit / norm`` where their L2 norm exceeds the limit
+    (``tf.clip_by_norm``); 0 turns an option off. Norms are summed in float64."""
+    if clip[0] > 0:
+        for g in grads:
+            for i in range(g.size):
+                g[i] = min(max(g[i], -clip[0]), clip[0])
+    total = 0.0
+    for g in grads:
+        s = 0.0
+        for i in range(g.size):
+            s += float(g[i]) * float(g[i])
+        total += s
+        if clip[1] > 0 and math.sqrt(s) > clip[1]:
+            factor = clip[1] / math.sqrt(s)
+            for i in range(g.size):
+                g[i] *= factor
+    if clip[2] > 0 and math.sqrt(total) > clip[2]:
+        factor = clip[2] / math.sqrt(total)
+        for g in grads:
+            for i in range(g.size):
+                g[i] *= factor
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _update(p, g, s1, s2, rule, torch_form, h):
     """One optimizer step on a flat parameter, with the rules of :mod:`fcnet.optimizers` (``_update`` of
     ``SGD``, ``Adam`` and ``RMSprop``); ``h`` is the :func:`HYPER` record of this step.
@@ -277,18 +315,22 @@ def _update(p, g, s1, s2, rule, torch_form, h):
 @numba.njit(cache=True, error_model="numpy")
 def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, weight_grads, flat_params,
            flat_grads, slots1, slots2, codes, alphas, rule, torch_form, hyper, decays, t0, losses, correct,
-           rates, keep, dropped, uniforms):
+           rates, keep, dropped, uniforms, lrs, weight_decay, l2s, penalties, clip):
     """Training steps ``first .. last - 1`` of an epoch over ``x[order]``: the engine contract of
     :mod:`fcnet.engines`, step by step as :class:`fcnet.engines.NumpyEngine` takes them. Returns the number
     of steps that updated the parameters; the step after them (if any) had a loss that was not finite.
     Layer ``l`` with dropout (``rates[l] > 0``) reads its input thinned into ``dropped[l]`` by the masks of
-    ``uniforms``, consumed in the order they were drawn.
+    ``uniforms``, consumed in the order they were drawn. ``lrs``: each step's learning rate (a schedule's),
+    or empty for the one in ``hyper``; ``l2s``/``penalties``: each kernel's L2 ``2λ``/``λ`` (0: none);
+    ``clip``: the clipping options of :func:`_clip`, which hold every update until the backward pass is done
+    (global_clipnorm needs every gradient). With clipping the model's gradients are left clipped.
     """
     n, depth = order.size, len(weights)
     h = hyper[0]
     one, zero, lr = h.one, h.zero, h.lr
     used = 0  # uniforms consumed
     offsets = np.zeros(depth, dtype=np.int64)  # where each layer's mask of the step starts in uniforms
+    defer = clip[0] > 0 or clip[1] > 0 or clip[2] > 0
     for step in range(first, last):
         lo = step * batch
         rows = min(batch, n - lo)
@@ -320,9 +362,19 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
             loss, hits = _crossentropy(acts[depth], deltas[depth - 1], y, rows_idx, rows)
         else:
             loss, hits = _squared_error(acts[depth], deltas[depth - 1], y, rows_idx, rows), 0
+        for layer in range(depth):  # Sequential.penalty: λ ΣW² of each penalised kernel, before the update
+            if penalties[layer] > 0:
+                fw, s = flat_params[2 * layer], 0.0
+                for i in range(fw.size):
+                    s += float(fw[i]) * float(fw[i])
+                loss += penalties[layer] * s
         losses[step - first], correct[step - first] = loss, hits
         if not math.isfinite(loss):  # the contract: check the loss before anything is updated
             return step - first
+        if lrs.size:  # the schedule's rate for this step, and weight decay's factor from it
+            h.lr = lrs[step - first]
+            h.decay = 1 - lrs[step - first] * weight_decay
+            lr = h.lr
         t = t0 + step - first + 1
         c1, c2 = 1 - decays[0]**t, 1 - decays[1]**t
         h.step = lr * math.sqrt(c2) / c1 if not torch_form else lr / c1  # Adam's step, in the model's dtype
@@ -349,13 +401,24 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
                             kept = keep[layer] if uniforms[offsets[layer] + r * k + j] >= rates[layer] else zero
                             below[r, j] *= kept
                 _derivative(below, acts[layer], rows, codes[layer - 1], alphas[layer - 1], one, zero)
-            if rule == SGD:  # W ← decay·W − lr xᵀδ as one GEMM: dW is never written
+            if rule == SGD and not defer and l2s[layer] == zero:  # W ← decay·W − lr xᵀδ as one GEMM: no dW
                 _gemm(gemm, True, False, k, m, rows, -lr, a_in, k, d, m, h.decay, w, m)
             else:
                 _gemm(gemm, True, False, k, m, rows, one, a_in, k, d, m, zero, weight_grads[layer], m)
-                _update(flat_params[2 * layer], flat_grads[2 * layer], slots1[2 * layer], slots2[2 * layer], rule,
+                if l2s[layer] != zero:  # + 2λW: Dense.backward's kernel_regularizer.add_gradient
+                    fw, fg = flat_params[2 * layer], flat_grads[2 * layer]
+                    for i in range(fg.size):
+                        fg[i] += l2s[layer] * fw[i]
+                if not defer:
+                    _update(flat_params[2 * layer], flat_grads[2 * layer], slots1[2 * layer], slots2[2 * layer],
+                            rule, torch_form, h)
+            if not defer:
+                _update(flat_params[2 * layer + 1], gb, slots1[2 * layer + 1], slots2[2 * layer + 1], rule,
                         torch_form, h)
-            _update(flat_params[2 * layer + 1], gb, slots1[2 * layer + 1], slots2[2 * layer + 1], rule, torch_form, h)
+        if defer:
+            _clip(flat_grads, clip)
+            for i in range(len(flat_params)):
+                _update(flat_params[i], flat_grads[i], slots1[i], slots2[i], rule, torch_form, h)
     return last - first
 
 

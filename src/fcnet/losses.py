@@ -2,14 +2,16 @@
 
 Convention (tested): the loss of a batch is the mean of the per-example
 losses, each of which sums over classes (cross-entropy) or averages over
-outputs (mean squared error, as Keras does). So every gradient carries a
-``1 / n_batch`` factor.
+outputs (squared, absolute and Huber errors, binary cross-entropy, as Keras
+does). So every gradient carries a ``1 / n_batch`` factor.
 
 Cross-entropy always works on logits. A model whose output layer is a softmax
 and whose loss has ``from_logits=False`` hands the loss the pre-softmax
 values ``z``, so softmax and cross-entropy are fused: the loss is
 ``logsumexp(z) - z_y`` and its gradient is ``(softmax(z) - y) / N``. Neither
-``exp`` overflows nor ``log(0)`` can occur for finite logits.
+``exp`` overflows nor ``log(0)`` can occur for finite logits. Binary
+cross-entropy is fused with a sigmoid output the same way:
+``max(z, 0) − z t + log(1 + exp(−|z|))``, gradient ``(σ(z) − t) / (N · n_out)``.
 """
 
 import numpy as np
@@ -20,10 +22,14 @@ __all__ = [
     "Loss",
     "SparseCategoricalCrossentropy",
     "CategoricalCrossentropy",
+    "BinaryCrossentropy",
     "MeanSquaredError",
+    "MeanAbsoluteError",
+    "Huber",
     "log_softmax",
     "get",
     "NAMES",
+    "REGRESSION",
 ]
 
 
@@ -46,12 +52,18 @@ class Loss:
     ``per_example(out, y)`` returns shape ``(n_batch,)``; ``value_and_grad(out, y)``
     returns the batch mean and its gradient with respect to ``out``, shape
     ``(n_batch, n_out)``. ``out`` is the model output, or the logits of a
-    softmax output for a cross-entropy with ``from_logits=False``.
+    softmax (sigmoid) output for a (binary) cross-entropy with ``from_logits=False``.
+
+    ``fused`` names the output activation whose logits the loss reads (None: it reads the output as it is);
+    ``elementwise`` losses compare each output with a target of its own, so a model with one output takes
+    targets of shape ``(n_batch,)`` as that column.
     """
 
     name = ""
     from_logits = True
     sparse = False
+    fused = None
+    elementwise = False
 
     def per_example(self, out, y):
         raise NotImplementedError
@@ -73,6 +85,8 @@ class Loss:
 
 
 class _Crossentropy(Loss):
+    fused = "softmax"
+
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
 
@@ -120,36 +134,141 @@ class CategoricalCrossentropy(_Crossentropy):
     name = "categorical_crossentropy"
 
 
-class MeanSquaredError(Loss):
-    """``mean over outputs of (out - y)²`` per example; integer labels are one-hot encoded per batch."""
+class _Elementwise(Loss):
+    """A penalty per output, averaged over the outputs (Keras' reduction); integer labels are one-hot encoded per
+    batch. Subclasses give the penalty ``f(out, t)`` and its derivative with respect to ``out``."""
 
-    name = "mse"
+    elementwise = True
 
     def _targets(self, y, out):
         return _one_hot(y, out.shape[1], out.dtype) if y.ndim == 1 else y.astype(out.dtype, copy=False)
 
     def per_example(self, out, y):
-        return ((out - self._targets(y, out)) ** 2).mean(axis=-1)
+        return self.penalty(out, self._targets(y, out)).mean(axis=-1)
 
     def value_and_grad(self, out, y):
-        # Compiled twin for float targets: fcnet.jit._squared_error.
-        diff = out - self._targets(y, out)
-        value = float((diff * diff).sum() / diff.size)
-        return value, diff * (2.0 / diff.size)
+        t = self._targets(y, out)
+        value = float(self.penalty(out, t).sum() / out.size)
+        grad = self.derivative(out, t)
+        grad *= 1 / out.size
+        return value, grad
 
     def __call__(self, y_true, y_pred):
-        return float(self.per_example(np.asarray(y_pred, dtype=np.float64), np.asarray(y_true)).mean())
+        y_pred, y_true = _columns(y_pred, y_true)
+        return float(self.per_example(y_pred, y_true).mean())
 
     def get_config(self):
         return {"name": self.name}
 
 
+def _columns(y_pred, y_true):
+    """Float predictions, and targets of shape ``(n,)`` as the column of a one-output model's ``(n, 1)``."""
+    y_pred, y_true = np.asarray(y_pred, dtype=np.float64), np.asarray(y_true)
+    if y_true.ndim == 1 and y_pred.ndim == 2 and y_pred.shape[1] == 1:
+        y_true = y_true[:, None]
+    return y_pred, y_true
+
+
+class MeanSquaredError(_Elementwise):
+    """``(out − t)²``; its derivative ``2 (out − t)``."""
+
+    name = "mse"
+
+    def penalty(self, out, t):
+        diff = out - t
+        return diff * diff
+
+    def derivative(self, out, t):
+        # Compiled twin for float targets: fcnet.jit._squared_error.
+        diff = out - t
+        diff *= 2
+        return diff
+
+
+class MeanAbsoluteError(_Elementwise):
+    """``|out − t|``; its derivative ``sign(out − t)``, 0 where they are equal (as torch and TensorFlow)."""
+
+    name = "mae"
+
+    def penalty(self, out, t):
+        return np.abs(out - t)
+
+    def derivative(self, out, t):
+        return np.sign(out - t)
+
+
+class Huber(_Elementwise):
+    """Keras' Huber loss: ``½ d²`` for ``|d| ≤ delta``, else ``delta (|d| − ½ delta)``, with ``d = out − t``; its
+    derivative is ``d`` clipped to ``[−delta, delta]`` (continuous, so no kink at ``|d| = delta``)."""
+
+    name = "huber"
+
+    def __init__(self, delta=1.0):
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < np.inf:
+            raise ValueError(f"huber delta must be a number > 0, got {delta!r}")
+        self.delta = float(delta)
+
+    def penalty(self, out, t):
+        d = np.abs(out - t)
+        return np.where(d <= self.delta, 0.5 * d * d, self.delta * (d - 0.5 * self.delta))
+
+    def derivative(self, out, t):
+        return np.clip(out - t, -self.delta, self.delta)
+
+    def get_config(self):
+        return {"name": self.name, "delta": self.delta}
+
+
+class BinaryCrossentropy(_Elementwise):
+    """Keras' binary cross-entropy of targets ``t`` in [0, 1] (one column per independent yes/no output).
+
+    On logits ``z`` (a sigmoid output fused into the loss, or ``from_logits=True``):
+    ``max(z, 0) − z t + log(1 + exp(−|z|))``, which is ``−t log σ(z) − (1 − t) log(1 − σ(z))`` without ``exp``
+    overflowing or ``log(0)``; its derivative is ``σ(z) − t``.
+    """
+
+    name = "binary_crossentropy"
+    fused = "sigmoid"
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+
+    def penalty(self, z, t):
+        return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+
+    def derivative(self, z, t):
+        from .activations import Sigmoid
+
+        grad = Sigmoid().forward(z)
+        grad -= t
+        return grad
+
+    def __call__(self, y_true, y_pred):
+        """Mean loss of probabilities ``y_pred`` (logits if ``from_logits``): ``−t log p − (1 − t) log(1 − p)``,
+        exact (infinite for a confident wrong answer), not clipped."""
+        y_pred, t = _columns(y_pred, y_true)
+        t = self._targets(t, y_pred)
+        if self.from_logits:
+            return float(self.penalty(y_pred, t).mean())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = -(np.where(t > 0, t * np.log(y_pred), 0) + np.where(t < 1, (1 - t) * np.log1p(-y_pred), 0))
+        return float(loss.mean())
+
+    def get_config(self):
+        return {"name": self.name, "from_logits": self.from_logits}
+
+
 _CLASSES = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
     "mse": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "huber": Huber,
 }
-_ALIASES = {"mean_squared_error": "mse", "crossentropy": "sparse_categorical_crossentropy"}
+_ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae", "huber_loss": "huber",
+            "crossentropy": "sparse_categorical_crossentropy"}
+REGRESSION = ("mse", "mae", "huber")  # the losses that read the output as it is
 NAMES = tuple(_CLASSES)
 
 

@@ -16,7 +16,7 @@ from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import serialization, training
 from .errors import DataError
-from .layers import Dense, Dropout
+from .layers import BatchNormalization, Dense, Dropout
 from .metrics import count_correct
 
 __all__ = ["Sequential", "Evaluation"]
@@ -31,7 +31,8 @@ class Sequential:
 
     Parameters
     ----------
-    layers : list of Dense (and Dropout, stored as the next Dense layer's ``dropout``)
+    layers : list of Dense (and Dropout, stored as the next Dense layer's ``dropout``, and BatchNormalization,
+        stored as the previous one's ``batch_norm``)
     seed : int, optional
         Seeds initialisation and shuffling; ``None`` draws one, recorded in ``seed``.
     dtype : {"float32", "float64"}
@@ -62,15 +63,27 @@ class Sequential:
         """Append a layer; weights are created as soon as the first layer's ``input_dim`` is known.
 
         A :class:`~fcnet.layers.Dropout` becomes the ``dropout`` of the Dense layer added after it (dropout
-        after the last layer would drop the network's answer, and is refused when compiling).
+        after the last layer would drop the network's answer, and is refused when compiling); a
+        :class:`~fcnet.layers.BatchNormalization` becomes the ``batch_norm`` of the Dense layer before it.
         """
+        if isinstance(layer, BatchNormalization):
+            if not self.layers:
+                raise ValueError("BatchNormalization normalises the output of a Dense layer: add one before it")
+            if self._dropout is not None:
+                raise ValueError("BatchNormalization after Dropout: put it before the Dropout (it normalises the "
+                                 "Dense layer's output, which the Dropout then thins)")
+            if self.layers[-1].batch_norm is not None:
+                raise ValueError("two BatchNormalization layers in a row")
+            self.layers[-1].normalize(layer)
+            return
         if isinstance(layer, Dropout):
             if self._dropout is not None:
                 raise ValueError("two Dropout layers in a row: combine their rates into one")
             self._dropout = layer.rate
             return
         if not isinstance(layer, Dense):
-            raise TypeError(f"Sequential takes Dense and Dropout layers, got {type(layer).__name__}")
+            raise TypeError(f"Sequential takes Dense, Dropout and BatchNormalization layers, got "
+                            f"{type(layer).__name__}")
         if self._dropout is not None:
             if layer.dropout:
                 raise ValueError(f"a Dropout layer before a Dense layer that has dropout={layer.dropout} already")
@@ -108,20 +121,27 @@ class Sequential:
         return [p for layer in self.layers for p in layer.params.values()]
 
     @property
+    def weights(self):
+        """Every live array saved with the model: each layer's parameters, then its state (batch
+        normalization's moving averages, not trained), in Keras' order."""
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
     def gradients(self):
         """The live gradient arrays, in the order of :attr:`parameters`, from the last backward pass."""
         return [g for layer in self.layers for g in layer.grads.values()]
 
     def count_params(self):
-        return sum(p.size for p in self.parameters)
+        """The number of weights, trained or not (Keras' count)."""
+        return sum(p.size for p in self.weights)
 
     def get_weights(self):
-        """Copies of :attr:`parameters`."""
-        return [p.copy() for p in self.parameters]
+        """Copies of :attr:`weights`."""
+        return [p.copy() for p in self.weights]
 
     def set_weights(self, weights):
-        """Copy ``weights`` (a list shaped like :attr:`parameters`) into the model, in place."""
-        params = self.parameters
+        """Copy ``weights`` (a list shaped like :attr:`weights`) into the model, in place."""
+        params = self.weights
         if len(weights) != len(params):
             raise ValueError(f"expected {len(params)} arrays, got {len(weights)}")
         for i, (p, w) in enumerate(zip(params, weights)):
@@ -135,11 +155,14 @@ class Sequential:
     def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=None):
         """Choose the optimizer, the loss and the metrics (``["accuracy"]`` or none), as in Keras.
 
-        A cross-entropy with ``from_logits=False`` needs a softmax output layer, which
-        it then fuses with the loss; ``from_logits=True`` reads the output as logits.
+        A cross-entropy with ``from_logits=False`` needs a softmax output layer (a binary cross-entropy a
+        sigmoid one), which it then fuses with the loss; ``from_logits=True`` reads the output as logits.
         """
         if self._dropout is not None:
             raise ValueError("a Dropout layer must be followed by a Dense layer (it drops the next layer's inputs)")
+        if self.layers and self.layers[-1].batch_norm is not None:
+            raise ValueError("BatchNormalization after the output layer would normalise the network's answer: "
+                             "put it after hidden layers only")
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = losses_mod.get(loss)
         metrics = list(metrics or [])
@@ -147,18 +170,19 @@ class Sequential:
         if unknown:
             raise ValueError(f"unknown metric {unknown[0]!r}; fcnet computes 'accuracy'")
         self.metrics = ["accuracy"] if metrics else []
-        if self.fuses_softmax is None:
+        if self.fuses_output is None:
             raise ValueError(
-                f"{self.loss.name} with from_logits=False needs a softmax output layer, not "
-                f"{self.layers[-1].activation.name!r}; use a softmax output or from_logits=True"
+                f"{self.loss.name} with from_logits=False needs a {self.loss.fused} output layer, not "
+                f"{self.layers[-1].activation.name!r}; use a {self.loss.fused} output or from_logits=True"
             )
 
     @property
-    def fuses_softmax(self):
-        """True when the loss consumes the last layer's logits (softmax + cross-entropy), None if impossible."""
-        if self.loss is None or self.loss.from_logits:
+    def fuses_output(self):
+        """True when the loss consumes the last layer's logits (softmax + cross-entropy, sigmoid + binary
+        cross-entropy), None if impossible."""
+        if self.loss is None or self.loss.from_logits or self.loss.fused is None:
             return False
-        return True if self.layers[-1].activation.name == "softmax" else None
+        return True if self.layers[-1].activation.name == self.loss.fused else None
 
     def require_compiled(self):
         """Raise RuntimeError unless :meth:`compile` was called."""
@@ -201,7 +225,7 @@ class Sequential:
         n_out = self.output_dim
         if y.ndim == 2 and y.shape[1] == 1 and self.loss.sparse:
             y = y[:, 0]
-        if y.ndim == 1 and not (self.loss.name == "mse" and n_out == 1):
+        if y.ndim == 1 and not (self.loss.elementwise and n_out == 1):
             if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
                 raise ValueError("class labels must be integers")
             if n and (y.min() < 0 or y.max() >= n_out):
@@ -214,6 +238,8 @@ class Sequential:
             raise ValueError(f"targets have {y.shape[1]} columns but the model has {n_out} outputs")
         if not np.isfinite(y).all():
             raise ValueError("targets contain NaN or infinite values")
+        if self.loss.fused == "sigmoid" and y.size and (y.min() < 0 or y.max() > 1):
+            raise ValueError(f"{self.loss.name} targets must lie in [0, 1], found {y.min():g}..{y.max():g}")
         return y
 
     def to_float(self, x, out=None):
@@ -227,7 +253,19 @@ class Sequential:
 
     def is_classification(self, y):
         """Whether accuracy means anything for checked targets ``y``."""
-        return y.ndim == 1 or self.loss.name != "mse" or self.output_dim > 1
+        return y.ndim == 1 or self.loss.fused is not None or self.output_dim > 1
+
+    def count_correct(self, out, y, training=False):
+        """The number of right answers among the rows of ``out`` (a float for a binary cross-entropy's
+        independent outputs: the fraction right per row, summed, as Keras' ``binary_accuracy``).
+
+        ``out`` is what :meth:`forward` returns with ``training``: for a binary cross-entropy, logits (threshold
+        0) while training or with ``from_logits``, else probabilities (threshold ½).
+        """
+        if self.loss.fused != "sigmoid":
+            return count_correct(out, y)
+        threshold = 0.0 if training or self.loss.from_logits else 0.5
+        return float(np.count_nonzero((out > threshold) == (y > 0.5))) / out.shape[1]
 
     # -- forward and backward --------------------------------------------------------------------------------
 
@@ -239,7 +277,7 @@ class Sequential:
         """
         for layer in self.layers[:-1]:
             x = layer.forward(x, training)
-        fused = self.fuses_softmax
+        fused = self.fuses_output
         z, a = self.layers[-1].forward_z(x, training, activate=not (fused and training))
         return (z if fused else a), a
 
@@ -254,7 +292,7 @@ class Sequential:
         if sample_weight is not None:
             value = float(np.mean(sample_weight * self.loss.per_example(loss_input, y)))
             d *= sample_weight.astype(d.dtype)[:, None]
-        last, fused = len(self.layers) - 1, self.fuses_softmax
+        last, fused = len(self.layers) - 1, self.fuses_output
         for i in range(last, -1, -1):
             d = self.layers[i].backward(d, wrt_z=(i == last and fused), need_dx=i > 0)
         return value + self.penalty(), out
@@ -350,7 +388,7 @@ class Sequential:
         for start, loss_input, out in self._outputs(x, batch_size, engine):
             yb = y[start:start + batch_size]
             total += float(self.loss.per_example(loss_input, yb).sum())
-            correct += count_correct(out, yb)
+            correct += self.count_correct(out, yb)
         accuracy = correct / len(x) if self.is_classification(y) else math.nan
         result = Evaluation(total / len(x) + self.penalty(), accuracy)
         if verbose:
@@ -397,19 +435,26 @@ class Sequential:
         """Print (through ``print_fn``) and return a Keras-style table of layers, output shapes and parameters."""
         rows = [("Layer (type)", "Output Shape", "Activation", "Param #")]
         for i, layer in enumerate(self.layers):
-            n = sum(p.size for p in layer.params.values()) if self.built else 0
+            n = layer.params["W"].size + layer.params["b"].size if self.built else 0
             if layer.dropout:
                 rows.append((f"dropout_{i} (Dropout)", f"(None, {layer.input_dim})", f"rate {layer.dropout:g}", "0"))
             rows.append((f"{layer.name or f'dense_{i}'} (Dense)", f"(None, {layer.units})",
                          layer.activation.name, f"{n:,}"))
+            if layer.batch_norm is not None:
+                rows.append((f"batch_normalization_{i} (BatchNormalization)", f"(None, {layer.units})", "",
+                             f"{4 * layer.units:,}"))
         widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
         rule = "─" * sum(widths)
 
         def fmt(row):
             return "".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
 
-        lines = [f'Model: "{self.name}"', rule, fmt(rows[0]), rule, *map(fmt, rows[1:]), rule,
-                 f"Total params: {self.count_params():,}", f"Input: (None, {self.input_dim})", f"dtype: {self.dtype}"]
+        total, trained = self.count_params(), sum(p.size for p in self.parameters)
+        counts = [f"Total params: {total:,}"]
+        if total > trained:
+            counts += [f"Trainable params: {trained:,}", f"Non-trainable params: {total - trained:,}"]
+        lines = [f'Model: "{self.name}"', rule, fmt(rows[0]), rule, *map(fmt, rows[1:]), rule, *counts,
+                 f"Input: (None, {self.input_dim})", f"dtype: {self.dtype}"]
         text = "\n".join(lines)
         print_fn(text)
         return text
@@ -428,16 +473,16 @@ class Sequential:
     def astype(self, dtype):
         """A copy of this model (weights, loss; a fresh optimizer of the same config) in another precision."""
         copy = Sequential.from_config(self.get_config(), dtype=dtype)
-        copy.set_weights(self.parameters)
+        copy.set_weights(self.weights)
         if self.loss is not None:
             copy.compile(self.optimizer.get_config(), self.loss.get_config(), self.metrics)
         return copy
 
     def save_weights(self, path):
-        """Write only the parameters (:attr:`parameters`) to an ``.npz`` file, as Keras' ``save_weights``."""
+        """Write only the weights (:attr:`weights`) to an ``.npz`` file, as Keras' ``save_weights``."""
         from .files import atomic_write
 
-        arrays = {f"param_{i}": p for i, p in enumerate(self.parameters)}
+        arrays = {f"param_{i}": p for i, p in enumerate(self.weights)}
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def load_weights(self, path):
@@ -471,7 +516,7 @@ class Sequential:
         config = {"model": self.get_config(), "loss": self.loss.get_config() if self.loss else None,
                   "optimizer": self.optimizer.get_config() if self.optimizer else None, "metrics": self.metrics,
                   "metadata": self.metadata, "extra": extra}
-        arrays = {f"param_{i}": p for i, p in enumerate(self.parameters)}
+        arrays = {f"param_{i}": p for i, p in enumerate(self.weights)}
         if self.optimizer is not None:
             arrays.update({f"opt_{k}": v for k, v in self.optimizer.get_state(self.parameters).items()})
         serialization.write_model_file(path, config, arrays)

@@ -63,14 +63,17 @@ class RunResult:
     files: list = dataclasses.field(default_factory=list)
 
 
-def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax", l2=0.0, dropout=0.0):
+def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax", l2=0.0, dropout=0.0,
+                batch_norm=False):
     """The network ``fcnet train`` trains: hidden ``Dense`` layers of ``activation``, then an ``output`` layer
     (a softmax over the classes, or ``linear`` for regression); with ``l2``, an L2 penalty on every kernel; with
-    ``dropout``, a Dropout of that rate after every hidden layer."""
+    ``batch_norm``, a BatchNormalization after every hidden layer, and with ``dropout``, a Dropout of that rate
+    after it."""
     widths = [*hidden, n_out]
     acts = [activation] * len(hidden) + [output]
     layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None, kernel_regularizer=L2(l2) if l2 else None,
-                    dropout=dropout if i > 0 else 0.0) for i, (w, a) in enumerate(zip(widths, acts))]
+                    dropout=dropout if i > 0 else 0.0, batch_norm=batch_norm and i < len(hidden))
+              for i, (w, a) in enumerate(zip(widths, acts))]
     return Sequential(layers, seed=seed, dtype=dtype)
 
 
@@ -102,6 +105,10 @@ def prepare(config):
     -------
     (x_train, y_train), (x_test, y_test), model
     """
+    if config.loss == "binary_crossentropy":
+        raise FcnetError("binary_crossentropy needs a sigmoid output, and a run's network ends in a softmax over "
+                         "the classes: use sparse_categorical_crossentropy (the same loss for two classes), or "
+                         "build a sigmoid model in Python (fcnet gradcheck checks it)")
     (x_train, y_train), (x_test, y_test), info = load_data(config)
     if config.validation_split and int(len(x_train) * (1 - config.validation_split)) in (0, len(x_train)):
         raise FcnetError(f"validation_split {config.validation_split} leaves no training or no validation data "
@@ -110,7 +117,7 @@ def prepare(config):
     n_in = int(np.prod(x_train.shape[1:]))
     model = build_model(config.hidden, config.activation, n_in, 1 if regression else len(info.class_names),
                         config.seed, config.dtype, output="linear" if regression else "softmax", l2=config.l2,
-                        dropout=config.dropout)
+                        dropout=config.dropout, batch_norm=config.batch_norm)
     model.metadata = info.to_metadata()
     optimizer = {"name": config.optimizer, "learning_rate": config.lr}
     if config.momentum:

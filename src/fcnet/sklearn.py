@@ -5,8 +5,9 @@ scikit-learn's does — ``Pipeline``, ``GridSearchCV``, ``cross_val_score``, ``c
 scikit-learn's own estimator checks (``tests/test_sklearn.py``). The parameters are scikit-learn's, with its
 defaults, except:
 
-- ``alpha`` (the L2 penalty, ``alpha / (2 · batch) · Σ‖W‖²`` as in scikit-learn) defaults to 0: a penalty trains
-  on fcnet's NumPy engine (:mod:`fcnet.regularizers`), so the default keeps the compiled one;
+- ``alpha`` (the L2 penalty, ``alpha / (2 · batch) · Σ‖W‖²`` as in scikit-learn, :mod:`fcnet.regularizers`)
+  defaults to 0, not scikit-learn's 1e-4 (the results in the README were measured so; pass ``alpha=1e-4`` for
+  scikit-learn's);
 - ``solver`` is ``"adam"`` or ``"sgd"`` (no L-BFGS); the SGD learning rate is constant;
 - fcnet's own: ``dtype`` (``"float64"``, as scikit-learn computes, or ``"float32"``) and ``engine``
   (:func:`fcnet.engines.choose_engine`).

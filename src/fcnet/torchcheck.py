@@ -28,25 +28,22 @@ def import_torch():
 
 
 def _activation(torch, layer, z):
-    name = layer.activation.name
-    if name == "relu":
-        return torch.relu(z)
-    if name == "leaky_relu":
-        return torch.nn.functional.leaky_relu(z, layer.activation.alpha)
-    if name == "sigmoid":
-        return torch.sigmoid(z)
-    if name == "tanh":
-        return torch.tanh(z)
-    if name == "softmax":
-        return torch.softmax(z, dim=-1)
-    return z
+    F, act = torch.nn.functional, layer.activation
+    functions = {"linear": lambda v: v, "relu": F.relu, "leaky_relu": lambda v: F.leaky_relu(v, act.alpha),
+                 "sigmoid": torch.sigmoid, "tanh": torch.tanh, "softmax": lambda v: torch.softmax(v, dim=-1),
+                 "gelu": F.gelu, "swish": F.silu}  # gelu: torch's exact (erf) form, as fcnet's
+    return functions[act.name](z)
 
 
 def _loss(torch, loss, out, y):
     F = torch.nn.functional
-    if loss.name == "mse":
+    if loss.elementwise:  # torch's mean over every element is Keras' mean over outputs, then over the batch
         target = F.one_hot(torch.as_tensor(y), out.shape[1]).double() if y.ndim == 1 else torch.as_tensor(y)
-        return F.mse_loss(out, target)
+        if loss.name == "binary_crossentropy":
+            return F.binary_cross_entropy_with_logits(out, target)  # on logits, as fcnet's
+        if loss.name == "huber":
+            return F.huber_loss(out, target, delta=loss.delta)
+        return (F.l1_loss if loss.name == "mae" else F.mse_loss)(out, target)
     if y.ndim == 1:
         return F.cross_entropy(out, torch.as_tensor(y, dtype=torch.long))
     return -(torch.as_tensor(y) * torch.log_softmax(out, dim=-1)).sum(dim=1).mean()
@@ -62,17 +59,23 @@ def torch_loss(model, params, x, y):
     """``model``'s loss as a differentiable torch scalar of ``params`` (torch tensors shaped like its weights).
 
     The cross-entropy of a softmax output is taken on the logits, as fcnet does. A layer with dropout drops its
-    inputs with the mask of its last training forward pass (``layer.mask``): the same thinned network.
+    inputs with the mask of its last training forward pass (``layer.mask``): the same thinned network. Batch
+    normalization is ``torch.nn.functional.batch_norm`` in training mode (the batch's statistics).
     """
     torch = import_torch()
     y = model.check_targets(y, len(x))
     h = z = torch.as_tensor(_as_float64(x))
-    for i, layer in enumerate(model.layers):
+    params = iter(params)
+    for layer in model.layers:
         if layer.mask is not None:
             h = h * torch.as_tensor(np.asarray(layer.mask, dtype=np.float64))
-        z = h @ params[2 * i] + params[2 * i + 1]
+        z = h @ next(params) + next(params)
         h = _activation(torch, layer, z)
-    return _loss(torch, model.loss, z if model.fuses_softmax else h, y)
+        if layer.batch_norm is not None:
+            gamma, beta = next(params), next(params)
+            h = torch.nn.functional.batch_norm(h, None, None, gamma, beta, training=True,
+                                               eps=layer.batch_norm.epsilon)
+    return _loss(torch, model.loss, z if model.fuses_output else h, y)
 
 
 def torch_loss_and_gradients(model, x, y):
