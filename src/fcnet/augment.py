@@ -79,10 +79,11 @@ class Augment:
         n, rows, cols = images.shape
         affine = self._affine(n, rows, cols, rng)
         out = np.empty_like(images)
+        scratch = {}  # the fields' buffers, reused by every chunk: no fresh pages to fault in
         for start in range(0, n, CHUNK):  # the noise of CHUNK images at a time: bounded memory, the same draws
             part = slice(start, start + CHUNK)
-            noise = self._displacements(len(images[part]), rows, cols, rng)
-            out[part] = _sample(images[part], affine[part], noise)
+            noise = self._displacements(len(images[part]), rows, cols, rng, scratch)
+            _sample(images[part], affine[part], noise, out[part])
         return out.reshape(shape)
 
     def _affine(self, n, rows, cols, rng):
@@ -103,7 +104,7 @@ class Augment:
                 affine[mirrored, col] *= -1
         return affine
 
-    def _displacements(self, n, rows, cols, rng):
+    def _displacements(self, n, rows, cols, rng, scratch=None):
         """Simard's fields for ``n`` images: α times uniform noise in [−1, 1] blurred by a Gaussian of σ, as
         ``(rows, 2n, cols)`` float32 — ``[:, 2k]`` the row and ``[:, 2k + 1]`` the column displacement of image
         ``k`` (the layout two GEMMs write without a transpose) — or ``(rows, 0, cols)`` without elastic distortion.
@@ -113,17 +114,27 @@ class Augment:
         ``Z = Vᵀ U V`` has uncorrelated entries of the noise's variance 1/3, so ``Z`` is drawn directly, uniform
         in [−1, 1] too — 100 numbers per field instead of 784; each value of the field sums 100 of them, as it
         summed 784 — and the field has the full blur's covariance except in the parts ``G`` damps by more than
-        1000×.
+        1000×. ``scratch`` (a dict) keeps the arrays between calls.
         """
         if not self.elastic:
             return np.zeros((rows, 0, cols), dtype=np.float32)
         b_rows, b_cols = _blur_basis(rows, self.sigma), _blur_basis(cols, self.sigma)
         k_rows, k_cols = b_rows.shape[1], b_cols.shape[1]
-        z = rng.random((k_rows, 2 * n, k_cols), dtype=np.float32)  # Z of field f is z[:, f, :]
-        z *= np.float32(2 * self.elastic)
+
+        def buffer(name, *shape):
+            flat = (scratch if scratch is not None else {}).get(name)
+            if flat is None or flat.size < np.prod(shape):
+                flat = np.empty(int(np.prod(shape)), dtype=np.float32)
+                if scratch is not None:
+                    scratch[name] = flat
+            return flat[:int(np.prod(shape))].reshape(shape)
+
+        z = rng.random((k_rows, 2 * n, k_cols), dtype=np.float32, out=buffer("z", k_rows, 2 * n, k_cols))
+        z *= np.float32(2 * self.elastic)  # Z of field f is z[:, f, :]
         z -= np.float32(self.elastic)  # α · U(−1, 1): the variance the blurred noise's coordinates have
-        half = z.reshape(-1, k_cols) @ b_cols.T  # Z Bᵀ, all fields side by side: (k_rows, 2n · cols)
-        return (b_rows @ half.reshape(k_rows, -1)).reshape(rows, 2 * n, cols)  # B Z Bᵀ
+        half = np.matmul(z.reshape(-1, k_cols), b_cols.T, out=buffer("half", k_rows * 2 * n, cols))  # Z Bᵀ
+        field = np.matmul(b_rows, half.reshape(k_rows, -1), out=buffer("field", rows, 2 * n * cols))  # B Z Bᵀ
+        return field.reshape(rows, 2 * n, cols)  # all fields side by side
 
 
 CHUNK = 2048
@@ -168,12 +179,14 @@ def _sample_numpy(images, affine, noise):
     return np.minimum(np.maximum(np.floor(value + 0.5), 0.0), 255.0).astype(np.uint8)
 
 
-def _sample(images, affine, noise):
+def _sample(images, affine, noise, out=None):
+    """The distorted images, written into ``out`` (uint8, shaped like ``images``) when given."""
+    out = np.empty(images.shape, dtype=np.uint8) if out is None else out
     try:
         from .jit import sample_bilinear
     except ImportError:  # no Numba: the NumPy reference
-        return _sample_numpy(images, affine, noise)
-    out = np.empty(images.shape, dtype=np.uint8)
+        out[...] = _sample_numpy(images, affine, noise)
+        return out
     sample_bilinear(images, affine, noise, out)
     return out
 

@@ -434,14 +434,18 @@ def sample_bilinear(images, affine, noise, out):
     elastic = noise.shape[1] > 0
     for block in numba.prange((n + 63) // 64):
         padded = np.zeros((rows + 2, cols + 2))  # the picture in a frame of zeros: no test per read
+        bj, dj = np.empty(cols), np.empty(cols)
         for k in range(block * 64, min(n, block * 64 + 64)):
             for i in range(rows):
                 for j in range(cols):
                     padded[i + 1, j + 1] = images[k, i, j]
             a, b, t, c, d, u = affine[k, 0], affine[k, 1], affine[k, 2], affine[k, 3], affine[k, 4], affine[k, 5]
+            for j in range(cols):  # the products of a i + b j + t, each rounded once as before: the same sums
+                bj[j], dj[j] = b * j, d * j
             for i in range(rows):
+                ai, ci = a * i, c * i
                 for j in range(cols):
-                    r, s = a * i + b * j + t, c * i + d * j + u
+                    r, s = ai + bj[j] + t, ci + dj[j] + u
                     if elastic:
                         r, s = r + float(noise[i, 2 * k, j]), s + float(noise[i, 2 * k + 1, j])
                     r = max(min(r, rows), -1.0) + 1.0
