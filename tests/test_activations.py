@@ -105,3 +105,19 @@ def test_activations_whose_derivative_needs_z_keep_it_in_a_dense_layer(name):
 
     assert gradcheck(model, x, y).passed
     assert activations.get(name).needs_z
+
+
+@pytest.mark.parametrize("name, bug", [
+    ("gelu", lambda self, da, a, z=None: da * (0.5 * (1 + np.tanh(z)))),  # Φ's stand-in, and the z φ(z) term lost
+    ("swish", lambda self, da, a, z=None: da * (1 / (1 + np.exp(-z)))),  # σ(z) alone: the product rule half done
+])
+def test_an_injected_bug_in_gelu_or_swish_fails_the_check(monkeypatch, name, bug):
+    from fcnet.gradcheck import gradcheck
+
+    rng = np.random.default_rng(5)
+    model = fcnet.Sequential([fcnet.Dense(6, name, input_dim=4), fcnet.Dense(3, "softmax")], seed=0, dtype="float64")
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
+    assert gradcheck(model, x, y).passed
+    monkeypatch.setattr(type(activations.get(name)), "backward", bug)
+    assert not gradcheck(model, x, y).passed

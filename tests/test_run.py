@@ -252,3 +252,31 @@ def test_early_stopping_keeps_the_best_epoch_and_carries_its_watch_over_a_resume
         train_run(config, out=tmp_path / "part", resume=True, verbose=0)
     with pytest.raises(ValueError, match="early_stopping watches the validation loss"):
         config_for(idx_dir, early_stopping=3)
+
+
+def test_reduce_lr_on_plateau_cuts_the_rate_and_a_resumed_run_carries_on_its_counters(idx_dir, tmp_path):
+    from fcnet.callbacks import ReduceLROnPlateau
+    from fcnet.checkpoint import load_checkpoint
+
+    config = config_for(idx_dir, epochs=10, validation_split=0.2, optimizer="sgd", lr=2.0, reduce_lr=2)
+    full = train_run(config, out=tmp_path / "full", verbose=0)
+    history = load_checkpoint(tmp_path / "full")[1]["history"]  # each epoch's rate, as the checkpoint keeps it
+    rates = history["lr"]
+    assert rates[0] == 2.0 and min(rates) < 2.0  # the validation loss stalled at this rate, and it was cut
+    assert all(b in (a, a / 10) for a, b in zip(rates, rates[1:]))
+    waiting = []  # the epochs after which the watch had counted one epoch without improvement
+    for epoch in range(1, 10):
+        watch = ReduceLROnPlateau(patience=2)
+        watch.resume({k: v[:epoch] for k, v in history.items()})
+        waiting += [epoch] if watch.wait == 1 else []
+    assert waiting
+    train_run(config.replace(epochs=waiting[0]), out=tmp_path / "part", verbose=0)  # killed there
+    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+    assert load_checkpoint(tmp_path / "part")[1]["history"]["lr"] == rates
+    assert resumed.metrics.history["loss"] == full.metrics.history["loss"]
+    for p, q in zip(full.model.parameters, resumed.model.parameters):
+        assert_array_equal(p, q)
+    with pytest.raises(ValueError, match="reduce_lr watches the validation loss"):
+        config_for(idx_dir, reduce_lr=2)
+    with pytest.raises(ValueError, match="reduce_lr and lr_schedule/lr_decay all set the learning rate"):
+        config_for(idx_dir, reduce_lr=2, validation_split=0.1, lr_decay=0.9)

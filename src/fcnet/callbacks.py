@@ -7,6 +7,7 @@ to ``logs``. What a callback sees on each engine is stated in :mod:`fcnet.engine
 """
 
 import csv
+import math
 import os
 import sys
 
@@ -174,14 +175,34 @@ class ReduceLROnPlateau(_Monitor):
         super().__init__(monitor, mode, min_delta)
         self.factor, self.patience, self.verbose = float(factor), patience, verbose
         self.cooldown, self.min_lr = cooldown, float(min_lr)
+        self._resumed = False
 
     def on_train_begin(self, logs):
-        self.best, self.wait, self.cooldown_counter = None, 0, 0
+        if not self._resumed:
+            self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def resume(self, history):
+        """Continue watching a run that trained ``len(history[monitor])`` epochs already: the counters are what
+        those epochs' values (and rates, ``history["lr"]``) made them. The rate itself is the optimizer's, which
+        a checkpoint restores."""
+        self._resumed = False
+        self.on_train_begin({})
+        values, rates = history.get(self.monitor) or [], history.get("lr") or []
+        for epoch, value in enumerate(values):
+            self._watch(value, rates[epoch] if epoch < len(rates) else math.inf)
+        self._resumed = True
 
     def on_epoch_end(self, epoch, logs):
         optimizer = self.model.optimizer
         logs["lr"] = optimizer.learning_rate
-        current = self._current(logs)
+        if self._watch(self._current(logs), optimizer.learning_rate):
+            optimizer.learning_rate = max(optimizer.learning_rate * self.factor, self.min_lr)
+            if self.verbose:
+                print(f"epoch {epoch + 1}: {self.monitor} has not improved for {self.patience} epochs; learning "
+                      f"rate {optimizer.learning_rate:.4g}")
+
+    def _watch(self, current, lr):
+        """The bookkeeping of one epoch's value at rate ``lr``; returns whether the rate is to be cut now."""
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
@@ -189,12 +210,10 @@ class ReduceLROnPlateau(_Monitor):
             self.best, self.wait = current, 0
         elif self.cooldown_counter == 0:
             self.wait += 1
-            if self.wait >= self.patience and optimizer.learning_rate > self.min_lr:
-                optimizer.learning_rate = max(optimizer.learning_rate * self.factor, self.min_lr)
-                if self.verbose:
-                    print(f"epoch {epoch + 1}: {self.monitor} has not improved for {self.wait} epochs; learning "
-                          f"rate {optimizer.learning_rate:.4g}")
+            if self.wait >= self.patience and lr > self.min_lr:
                 self.cooldown_counter, self.wait = self.cooldown, 0
+                return True
+        return False
 
 
 class ModelCheckpoint(_Monitor):

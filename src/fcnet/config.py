@@ -155,6 +155,9 @@ class TrainConfig:
     early_stopping : int, optional
         Patience, in epochs, of :class:`~fcnet.callbacks.EarlyStopping` on the validation loss, restoring the
         best epoch's weights; a resumed run carries on its watch (and its best weights, kept in the run folder).
+    reduce_lr : int, optional
+        Patience, in epochs, of :class:`~fcnet.callbacks.ReduceLROnPlateau` on the validation loss (Keras'
+        factor 0.1); a resumed run carries on its counters (replayed from the checkpoint's history).
     dtype : {"float32", "float64"}
     seed : int
         Seeds the weights and every epoch's shuffle.
@@ -215,6 +218,9 @@ class TrainConfig:
     early_stopping: int | None = _field(None, _optional(_positive_int),
                                         "stop after this many epochs without a lower validation loss and keep the "
                                         "best epoch's weights (needs validation_split)")
+    reduce_lr: int | None = _field(None, _optional(_positive_int),
+                                   "divide the learning rate by 10 after this many epochs without a lower "
+                                   "validation loss (Keras' ReduceLROnPlateau; needs validation_split)")
     validation_split: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
                                      "fraction of the training set held out for validation")
     dtype: str = _field("float32", _Choice(("float32", "float64")), "parameter and computation precision")
@@ -241,8 +247,11 @@ class TrainConfig:
             if self.lr_decay != 1:
                 raise ValueError("lr_decay and lr_schedule both set the learning rate per epoch: choose one")
             schedules.per_epoch(self.lr_schedule, self.lr, self.epochs, self.warmup)  # warmup fits, or says why
-        if self.early_stopping and not self.validation_split:
-            raise ValueError("early_stopping watches the validation loss: give validation_split too")
+        for name in ("early_stopping", "reduce_lr"):
+            if getattr(self, name) and not self.validation_split:
+                raise ValueError(f"{name} watches the validation loss: give validation_split too")
+        if self.reduce_lr and (self.lr_schedule or self.lr_decay != 1):
+            raise ValueError("reduce_lr and lr_schedule/lr_decay all set the learning rate per epoch: choose one")
         if self.augment and self.is_table:
             raise ValueError("augment distorts images; a table's rows are not")
         if not self.is_table and (self.target is not None or self.task != "classification" or self.test_split != 0.2):

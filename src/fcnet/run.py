@@ -22,7 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from . import augment, datasets, tables
-from .callbacks import Callback, EarlyStopping, EpochLog, LearningRateDecay, LearningRateScheduler, ProgressBar
+from .callbacks import (
+    Callback,
+    EarlyStopping,
+    EpochLog,
+    LearningRateDecay,
+    LearningRateScheduler,
+    ProgressBar,
+    ReduceLROnPlateau,
+)
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint
 from .config import TrainConfig
 from .errors import FcnetError, RunInterrupted
@@ -284,6 +292,11 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
     if config.lr_schedule:  # a function of the epoch alone: a resumed run picks it up where it was
         schedule = per_epoch(config.lr_schedule, config.lr, config.epochs, config.warmup)
         run_callbacks.append(LearningRateScheduler(lambda epoch, lr: schedule(epoch)))
+    if config.reduce_lr:  # its counters replayed from the history; the rate is the checkpointed optimizer's
+        plateau = ReduceLROnPlateau("val_loss", patience=config.reduce_lr, verbose=int(verbose >= 1))
+        if state:
+            plateau.resume(state["history"])
+        run_callbacks.append(plateau)
     if verbose >= 2:
         run_callbacks += [ProgressBar(config.epochs, steps), EpochLog(config.epochs)]
     start_epoch = state["epoch"] if state else 0
