@@ -78,9 +78,9 @@ def _config_flags(parser, names, defaults=None):
     for name in names:
         f, default = FIELDS[name], defaults[name]
         choices = getattr(f.metadata["check"], "choices", None)
-        if isinstance(default, bool):  # a switch: --batch-norm
-            parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, action="store_const",
-                                const=True, help=f.metadata["help"])
+        if isinstance(default, bool):  # a switch: --batch-norm; absent (not False) unless given
+            parser.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS,
+                                action="store_const", const=True, help=f.metadata["help"])
             continue
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, choices=choices,
