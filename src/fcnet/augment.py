@@ -120,14 +120,13 @@ class Augment:
             return np.zeros((rows, 0, cols), dtype=np.float32)
         b_rows, b_cols = _blur_basis(rows, self.sigma), _blur_basis(cols, self.sigma)
         k_rows, k_cols = b_rows.shape[1], b_cols.shape[1]
+        scratch = {} if scratch is None else scratch
 
         def buffer(name, *shape):
-            flat = (scratch if scratch is not None else {}).get(name)
-            if flat is None or flat.size < np.prod(shape):
-                flat = np.empty(int(np.prod(shape)), dtype=np.float32)
-                if scratch is not None:
-                    scratch[name] = flat
-            return flat[:int(np.prod(shape))].reshape(shape)
+            size = math.prod(shape)
+            if name not in scratch or scratch[name].size < size:
+                scratch[name] = np.empty(size, dtype=np.float32)
+            return scratch[name][:size].reshape(shape)
 
         z = rng.random((k_rows, 2 * n, k_cols), dtype=np.float32, out=buffer("z", k_rows, 2 * n, k_cols))
         z *= np.float32(2 * self.elastic)  # Z of field f is z[:, f, :]

@@ -16,6 +16,7 @@ cross-entropy is fused with a sigmoid output the same way:
 
 import numpy as np
 
+from .activations import Sigmoid
 from .registry import resolve
 
 __all__ = [
@@ -237,8 +238,6 @@ class BinaryCrossentropy(_Elementwise):
         return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
 
     def derivative(self, z, t):
-        from .activations import Sigmoid
-
         grad = Sigmoid().forward(z)
         grad -= t
         return grad
