@@ -204,6 +204,20 @@ def test_a_folder_trained_again_holds_only_the_new_runs_files(idx_dir, tmp_path)
     assert RunMetrics.read(tmp_path / "run").history["loss"] == second.metrics.history["loss"]
 
 
+def test_metrics_json_records_the_rate_each_epoch_trained_at(idx_dir, tmp_path):
+    from fcnet.schedules import per_epoch
+
+    config = config_for(idx_dir, epochs=4, lr=0.2, lr_schedule="cosine", warmup=1)
+    train_run(config, out=tmp_path / "cos", verbose=0, figures=False)
+    rates = [e["lr"] for e in json.loads((tmp_path / "cos" / "metrics.json").read_text())["epochs"]]
+    schedule = per_epoch("cosine", 0.2, 4, 1)
+    assert rates == [schedule(e) for e in range(4)] and len(set(rates)) == 4
+    decayed = train_run(config_for(idx_dir, epochs=3, lr=0.2, lr_decay=0.5), verbose=0).metrics
+    assert decayed.history["lr"] == [0.2, 0.1, 0.05]
+    plain = train_run(config_for(idx_dir, epochs=2, lr=0.3), verbose=0).metrics  # no callback sets it
+    assert plain.history["lr"] == [0.3, 0.3]
+
+
 def test_weight_decay_clipping_and_l2_flags_train_what_they_say_and_resume_bit_identically(idx_dir, tmp_path):
     flags = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05, "clipnorm": 0.5, "l2": 1e-3}
     full = train_run(config_for(idx_dir, epochs=3, **flags), out=tmp_path / "full", verbose=0)

@@ -18,7 +18,7 @@ from fcnet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
-@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
+@parametrize_with_checks([MLPClassifier(), MLPRegressor(), MLPClassifier(dropout=0.2, batch_norm=True)])
 def test_scikit_learns_own_checks(estimator, check):
     check(estimator)
 
@@ -85,3 +85,25 @@ def test_alpha_is_scikit_learns_l2_penalty(table):
         MLPClassifier(solver="lbfgs").fit(x, y)
     with pytest.raises(ValueError, match="activation must be one of identity, logistic, tanh, relu"):
         MLPRegressor(activation="gelu").fit(*_regression())
+
+
+def test_dropout_and_batch_norm_act_in_fit_and_predict_with_the_moving_statistics(table):
+    x, y = table
+    fitted = MLPClassifier((32,), dropout=0.3, batch_norm=True, batch_size=32, max_iter=20, random_state=0)
+    fitted.fit(x, y)  # 380 steps: the moving averages (momentum 0.99) have caught up with the data
+    hidden, out = fitted.model_.layers
+    assert out.dropout == 0.3 and hidden.dropout == 0.0 and hidden.batch_norm is not None
+    bn, state = hidden.batch_norm, hidden.state
+    assert not np.allclose(state["moving_variance"], 1.0)  # the moving averages followed the batches
+    h = np.maximum(x @ hidden.params["W"] + hidden.params["b"], 0.0)  # relu, then the normalization
+    h = hidden.params["gamma"] * (h - state["moving_mean"]) / np.sqrt(state["moving_variance"] + bn.epsilon)
+    z = (h + hidden.params["beta"]) @ out.params["W"] + out.params["b"]  # inference: no dropout mask
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(fitted.predict_proba(x), expected / expected.sum(axis=1, keepdims=True), rtol=1e-10)
+    assert fitted.score(x, y) > 0.8
+    plain = MLPClassifier((32,), batch_size=32, max_iter=20, random_state=0).fit(x, y)
+    assert plain.loss_curve_[1:] != fitted.loss_curve_[1:]
+    for bad, message in (({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+                         ({"batch_norm": "yes"}, "batch_norm must be True or False")):
+        with pytest.raises(ValueError, match=message):
+            MLPClassifier(**bad).fit(x, y)

@@ -383,6 +383,7 @@ def test_the_run_store_ranks_regressions_by_r2_and_upgrades_old_stores(tmp_path)
         store.finish(rid, metrics, "here", {})
     ranked = store.best("test_r2", 5)
     assert [r["id"] for r in ranked] == ["b", "a"] and ranked[0]["test_accuracy"] is None
+    assert [e["lr"] for e in store.get("b")["epochs"]] == [0.2, 0.2]  # the old epochs table gained its rate column
     pytest.importorskip("matplotlib")
     table = write_outputs(tmp_path, ranked)
     assert "test_r2" in table.splitlines()[0] and "0.9000" in table

@@ -20,7 +20,7 @@ __all__ = ["RunMetrics", "ModelInfo", "DIGIT_SETS", "PREPARATIONS", "TEST_NAMES"
 DIGIT_SETS = ("mnist", "kmnist")  # drawn characters: pictures are prepared the MNIST way
 PREPARATIONS = ("digits", "fit")
 TEST_NAMES = {"loss": "loss", "accuracy": "accuracy", "r2": "R²", "mae": "MAE"}  # RunMetrics.test's keys, shown
-EPOCH_KEYS = ("epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy")
+EPOCH_KEYS = ("epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
 
 
 @dataclasses.dataclass
@@ -35,8 +35,8 @@ class RunMetrics:
         Layer widths, e.g. ``"784-300-10"``.
     steps_per_epoch : int
     epochs : list of dict
-        One dict per epoch with the keys ``epoch, seconds, loss, accuracy, val_loss, val_accuracy``
-        (``None`` where a metric was not computed).
+        One dict per epoch with the keys ``epoch, seconds, loss, accuracy, val_loss, val_accuracy, lr``
+        (``None`` where a metric was not computed; ``lr`` is the rate the epoch trained at, its last step's).
     total_seconds : float
         Wall time of ``fit`` (this session's part of a resumed run).
     engine : str
@@ -60,9 +60,12 @@ class RunMetrics:
 
     @classmethod
     def from_history(cls, history, **fields):
-        """Build the ``epochs`` list from a ``History.history`` dict of lists (``epoch_seconds`` → ``seconds``)."""
+        """Build the ``epochs`` list from a ``History.history`` dict of lists (``epoch_seconds`` → ``seconds``).
+        A history without rates (no callback changed the rate) trained at ``config["lr"]`` throughout."""
         names = {"seconds": "epoch_seconds"}
         n = len(history.get("loss", []))
+        if "lr" not in history and "lr" in fields.get("config", {}):
+            history = {**history, "lr": [fields["config"]["lr"]] * n}
         epochs = [{k: (history.get(names.get(k, k)) or [None] * n)[i] for k in EPOCH_KEYS[1:]} for i in range(n)]
         return cls(epochs=[{"epoch": i + 1, **e} for i, e in enumerate(epochs)], **fields)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import plots, tables
 from .config import trial_name, varied
-from .records import TEST_NAMES, ModelInfo, RunMetrics
+from .records import EPOCH_KEYS, TEST_NAMES, ModelInfo, RunMetrics
 
 __all__ = ["FIGURES", "kinds", "save_figures", "figure", "write_report"]
 
@@ -118,9 +118,7 @@ def _run_section(folder, metrics, name):
               _table([f"test {TEST_NAMES.get(k, k)}" for k in test] + ["steps per epoch", "total seconds"],
                      [[*test.values(), metrics.steps_per_epoch, metrics.total_seconds]], "metrics final")]
     parts += ["<h3>Per epoch</h3>",
-              _table(["epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"],
-                     [[e.get(k) for k in ("epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy")]
-                      for e in metrics.epochs], "metrics epochs")]
+              _table(list(EPOCH_KEYS), [[e.get(k) for k in EPOCH_KEYS] for e in metrics.epochs], "metrics epochs")]
     if metrics.per_class:
         parts += ["<h3>Per class</h3>",
                   _table(["class", "precision", "recall", "F1", "support"],

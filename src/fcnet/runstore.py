@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL, seconds REAL, loss REAL, accuracy REAL, val_loss REAL, val_accuracy REAL,
+    lr REAL,                      -- the rate the epoch trained at
     PRIMARY KEY (run_id, epoch)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -78,9 +79,10 @@ class RunStore:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.executescript(SCHEMA)
-        if "test_r2" not in {row["name"] for row in self.db.execute("PRAGMA table_info(runs)")}:
-            with self.db:  # a store written before regressions could be swept
-                self.db.execute("ALTER TABLE runs ADD COLUMN test_r2 REAL")
+        for table, column in (("runs", "test_r2"), ("epochs", "lr")):  # a store written before these were kept
+            if column not in {row["name"] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                with self.db:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
 
     def close(self):
         self.db.close()
@@ -109,9 +111,10 @@ class RunStore:
                  metrics.test.get("accuracy"), metrics.test.get("r2"), run_id))
             self.db.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
             self.db.executemany(
-                "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO epochs (run_id, epoch, seconds, loss, accuracy, val_loss, val_accuracy, lr)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, e["epoch"], e["seconds"], e["loss"], e.get("accuracy"), e.get("val_loss"),
-                  e.get("val_accuracy")) for e in epochs])
+                  e.get("val_accuracy"), e.get("lr")) for e in epochs])
             self.db.execute("DELETE FROM artifacts WHERE run_id = ?", (run_id,))
             self.db.executemany("INSERT INTO artifacts VALUES (?, ?, ?)",
                                 [(run_id, name, str(path)) for name, path in artifacts.items()])
@@ -133,7 +136,7 @@ class RunStore:
             return None
         run = self._decode(rows[0])
         run["epochs"] = [dict(r) for r in self.db.execute(
-            "SELECT epoch, seconds, loss, accuracy, val_loss, val_accuracy FROM epochs WHERE run_id = ? "
+            "SELECT epoch, seconds, loss, accuracy, val_loss, val_accuracy, lr FROM epochs WHERE run_id = ? "
             "ORDER BY epoch", (run["id"],))]
         run["artifacts"] = {r["name"]: r["path"] for r in self.db.execute(
             "SELECT name, path FROM artifacts WHERE run_id = ?", (run["id"],))}

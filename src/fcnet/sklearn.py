@@ -9,8 +9,10 @@ defaults, except:
   defaults to 0, not scikit-learn's 1e-4 (the results in the README were measured so; pass ``alpha=1e-4`` for
   scikit-learn's);
 - ``solver`` is ``"adam"`` or ``"sgd"`` (no L-BFGS); the SGD learning rate is constant;
-- fcnet's own: ``dtype`` (``"float64"``, as scikit-learn computes, or ``"float32"``) and ``engine``
-  (:func:`fcnet.engines.choose_engine`).
+- fcnet's own: ``dropout`` (the rate of a :class:`~fcnet.layers.Dropout` after every hidden layer, active in
+  ``fit`` only), ``batch_norm`` (a :class:`~fcnet.layers.BatchNormalization` after every hidden layer, before its
+  dropout; trains on the NumPy engine), ``dtype`` (``"float64"``, as scikit-learn computes, or ``"float32"``) and
+  ``engine`` (:func:`fcnet.engines.choose_engine`).
 
 Training stops as scikit-learn's does: after ``n_iter_no_change`` epochs in which the training loss (or, with
 ``early_stopping``, the validation score) did not improve by ``tol``, with a ``ConvergenceWarning`` when
@@ -84,7 +86,7 @@ class _MLP(BaseEstimator):
                  learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 dtype="float64", engine="auto"):
+                 dropout=0.0, batch_norm=False, dtype="float64", engine="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -105,6 +107,8 @@ class _MLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.dropout = dropout
+        self.batch_norm = batch_norm
         self.dtype = dtype
         self.engine = engine
 
@@ -130,7 +134,9 @@ class _MLP(BaseEstimator):
         if self.batch_size != "auto" and (isinstance(self.batch_size, bool) or not isinstance(
                 self.batch_size, (int, np.integer)) or self.batch_size < 1):
             raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
-        for name in ("momentum", "beta_1", "beta_2", "validation_fraction"):
+        if not isinstance(self.batch_norm, (bool, np.bool_)):
+            raise ValueError(f"batch_norm must be True or False, got {self.batch_norm!r}")
+        for name in ("momentum", "beta_1", "beta_2", "validation_fraction", "dropout"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < 1):
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
@@ -140,9 +146,10 @@ class _MLP(BaseEstimator):
         hidden = self._check_params()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         penalty = L2(self.alpha / (2 * batch)) if self.alpha else None  # scikit-learn's alpha / (2 n_batch) Σ W²
-        layers = [Dense(h, ACTIVATIONS[self.activation], kernel_regularizer=penalty) for h in hidden]
-        model = Sequential([*layers, Dense(n_outputs, self._output, kernel_regularizer=penalty)], seed=seed,
-                           dtype=self.dtype)
+        widths, acts = [*hidden, n_outputs], [ACTIVATIONS[self.activation]] * len(hidden) + [self._output]
+        model = Sequential([Dense(w, a, kernel_regularizer=penalty, dropout=self.dropout if i else 0.0,
+                                  batch_norm=bool(self.batch_norm) and i < len(hidden))
+                            for i, (w, a) in enumerate(zip(widths, acts))], seed=seed, dtype=self.dtype)
         model.build(n_features)
         if self.solver == "adam":
             optimizer = Adam(self.learning_rate_init, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
