@@ -7,10 +7,10 @@ from numpy.testing import assert_array_equal
 
 import fcnet
 from fcnet import TrainConfig, augment, train_run
-from fcnet.augment import Augment, _blur_basis, _gaussian_matrix, _sample, _sample_numpy, parse
+from fcnet.augment import Augment, _blur_basis, _fields, _gaussian_matrix, _sample, _sample_numpy, parse
 
 IDENTITY = np.array([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]])
-NO_NOISE = np.zeros((28, 0, 28), dtype=np.float32)
+NO_NOISE = np.zeros((0, 0, 2), dtype=np.float32), Augment()._bases(28, 28)  # noise and blur without elastic
 
 
 def digits(n=64, seed=0, shape=(28, 28)):
@@ -22,14 +22,14 @@ def digits(n=64, seed=0, shape=(28, 28)):
 
 def test_the_geometry_of_shifts_and_quarter_turns():
     image = digits(1)
-    shifted = _sample(image, np.array([[1.0, 0.0, -3.0, 0.0, 1.0, 2.0]]), NO_NOISE)  # samples (i − 3, j + 2)
+    shifted = _sample(image, np.array([[1.0, 0.0, -3.0, 0.0, 1.0, 2.0]]), *NO_NOISE)  # samples (i − 3, j + 2)
     expected = np.zeros_like(image)
     expected[0, 3:, :-2] = image[0, :-3, 2:]
     assert_array_equal(shifted, expected)
     # output (i, j) samples (j, 27 − i): a quarter turn about the centre, np.rot90's (counter-clockwise)
-    turned = _sample(image, np.array([[0.0, 1.0, 0.0, -1.0, 0.0, 27.0]]), NO_NOISE)
+    turned = _sample(image, np.array([[0.0, 1.0, 0.0, -1.0, 0.0, 27.0]]), *NO_NOISE)
     assert_array_equal(turned[0], np.rot90(image[0]))
-    assert_array_equal(_sample(image, IDENTITY, NO_NOISE), image)
+    assert_array_equal(_sample(image, IDENTITY, *NO_NOISE), image)
 
 
 @pytest.mark.parametrize("settings", ["shift,rotate,scale,elastic", "shift=3", "elastic=20,sigma=6", "rotate=45"])
@@ -42,15 +42,16 @@ def test_the_compiled_sampler_gives_the_references_bytes(settings, shape):
     rng = np.random.default_rng(4)
     affine, noise = aug._affine(300, *shape, rng), aug._displacements(300, *shape, rng)
     compiled = np.empty_like(images)
-    sample_bilinear(images, affine, noise, compiled)
-    reference = _sample_numpy(images, affine, noise)
+    sample_bilinear(images, affine, noise, *aug._bases(*shape), compiled)
+    reference = _sample_numpy(images, affine, noise, aug._bases(*shape))
     assert_array_equal(compiled, reference)
     assert (reference != images).mean() > 0.05  # something moved
 
 
 def test_the_elastic_field_has_the_full_blurs_statistics():
     rng = np.random.default_rng(0)
-    drawn = Augment(elastic=34)._displacements(6000, 28, 28, rng)[:, 0::2].transpose(1, 0, 2)  # row shifts
+    aug = Augment(elastic=34)
+    drawn = _fields(aug._displacements(6000, 28, 28, rng), *aug._bases(28, 28))[:, :, 0::2].transpose(2, 0, 1)
     g = _gaussian_matrix(28, 4.0)
     full = 34 * (g @ rng.uniform(-1, 1, (6000, 28, 28)) @ g.T)  # Simard's recipe, literally
     for (i, j), (k, m) in (((14, 14), (14, 14)), ((14, 14), (14, 18)), ((0, 0), (0, 0)), ((3, 20), (9, 20))):

@@ -10,9 +10,10 @@ pixels and multiplied by α, as in Simard, Steinkraus & Platt (2003) (drawn in a
 is rounded back to uint8.
 
 Everything random is drawn from the generator passed in, in one fixed order, so the model's generator fixes the
-distortions of a run and a resumed run draws those it would have drawn. The smoothing is two GEMMs over the whole
-batch; the sampling loop is compiled with Numba when it is installed (``fcnet[fast]``) and is NumPy otherwise —
-the two give the same bytes (``tests/test_augment.py``). ``fit(augment=...)`` distorts the training images once
+distortions of a run and a resumed run draws those it would have drawn. The smoothing (two small products per
+field) and the sampling are one loop, compiled with Numba when it is installed (``fcnet[fast]``): each image's
+field is made where it is used, never stored; NumPy computes the same sums in the same order otherwise — the two
+give the same bytes (``tests/test_augment.py``). ``fit(augment=...)`` distorts the training images once
 per epoch, before drawing the epoch's order.
 """
 
@@ -79,11 +80,11 @@ class Augment:
         n, rows, cols = images.shape
         affine = self._affine(n, rows, cols, rng)
         out = np.empty_like(images)
-        scratch = {}  # the fields' buffers, reused by every chunk: no fresh pages to fault in
+        scratch = {}  # the noise buffer, reused by every chunk: no fresh pages to fault in
         for start in range(0, n, CHUNK):  # the noise of CHUNK images at a time: bounded memory, the same draws
             part = slice(start, start + CHUNK)
             noise = self._displacements(len(images[part]), rows, cols, rng, scratch)
-            _sample(images[part], affine[part], noise, out[part])
+            _sample(images[part], affine[part], noise, self._bases(rows, cols), out[part])
         return out.reshape(shape)
 
     def _affine(self, n, rows, cols, rng):
@@ -104,36 +105,47 @@ class Augment:
                 affine[mirrored, col] *= -1
         return affine
 
-    def _displacements(self, n, rows, cols, rng, scratch=None):
-        """Simard's fields for ``n`` images: α times uniform noise in [−1, 1] blurred by a Gaussian of σ, as
-        ``(rows, 2n, cols)`` float32 — ``[:, 2k]`` the row and ``[:, 2k + 1]`` the column displacement of image
-        ``k`` (the layout two GEMMs write without a transpose) — or ``(rows, 0, cols)`` without elastic distortion.
+    def _bases(self, rows, cols):
+        """``(B_rows, B_colsᵀ)`` of the blur (:func:`_blur_basis`), or empty ones without elastic distortion."""
+        if not self.elastic:
+            return np.zeros((rows, 0), dtype=np.float32), np.zeros((0, cols), dtype=np.float32)
+        return _blur_basis(rows, self.sigma), _blur_basis(cols, self.sigma).T.copy()
 
-        The blur ``G U Gᵀ`` of a noise field ``U`` is drawn as ``B Z Bᵀ``, with ``G = V S Vᵀ`` and ``B`` the
-        eigenvectors of ``G`` scaled by their eigenvalues, kept down to 1e-3 of the largest (10 of 28 for σ = 4):
-        ``Z = Vᵀ U V`` has uncorrelated entries of the noise's variance 1/3, so ``Z`` is drawn directly, uniform
-        in [−1, 1] too — 100 numbers per field instead of 784; each value of the field sums 100 of them, as it
-        summed 784 — and the field has the full blur's covariance except in the parts ``G`` damps by more than
-        1000×. ``scratch`` (a dict) keeps the arrays between calls.
+    def _displacements(self, n, rows, cols, rng, scratch=None):
+        """Simard's fields for ``n`` images, as their coordinates ``Z`` in the blur's basis: ``(k_rows, k_cols,
+        2n)`` float32, ``[:, :, 2k]`` that of image ``k``'s row and ``[:, :, 2k + 1]`` of its column displacement,
+        the field being ``B_rows Z B_colsᵀ`` (:func:`_fields`) — or ``(0, 0, 2n)`` without elastic distortion.
+
+        The blur ``G U Gᵀ`` of a noise field ``U`` (α times uniform noise in [−1, 1]) is drawn as ``B Z Bᵀ``, with
+        ``G = V S Vᵀ`` and ``B`` the eigenvectors of ``G`` scaled by their eigenvalues, kept down to 1e-3 of the
+        largest (10 of 28 for σ = 4): ``Z = Vᵀ U V`` has uncorrelated entries of the noise's variance, so ``Z``
+        is drawn directly, α times uniform in [−1, 1] too — 100 numbers per field instead of 784; each value of
+        the field sums 100 of them, as it summed 784 — and the field has the full blur's covariance except in
+        the parts ``G`` damps by more than 1000×. ``scratch`` (a dict) keeps the array between calls.
         """
         if not self.elastic:
-            return np.zeros((rows, 0, cols), dtype=np.float32)
-        b_rows, b_cols = _blur_basis(rows, self.sigma), _blur_basis(cols, self.sigma)
-        k_rows, k_cols = b_rows.shape[1], b_cols.shape[1]
+            return np.zeros((0, 0, 2 * n), dtype=np.float32)
+        k_rows, k_cols = _blur_basis(rows, self.sigma).shape[1], _blur_basis(cols, self.sigma).shape[1]
         scratch = {} if scratch is None else scratch
-
-        def buffer(name, *shape):
-            size = math.prod(shape)
-            if name not in scratch or scratch[name].size < size:
-                scratch[name] = np.empty(size, dtype=np.float32)
-            return scratch[name][:size].reshape(shape)
-
-        z = rng.random((k_rows, 2 * n, k_cols), dtype=np.float32, out=buffer("z", k_rows, 2 * n, k_cols))
-        z *= np.float32(2 * self.elastic)  # Z of field f is z[:, f, :]
+        size = k_rows * 2 * n * k_cols
+        if "z" not in scratch or scratch["z"].size < size:
+            scratch["z"] = np.empty(size, dtype=np.float32)
+        z = rng.random((k_rows, k_cols, 2 * n), dtype=np.float32, out=scratch["z"][:size].reshape(k_rows, k_cols, -1))
+        z *= np.float32(2 * self.elastic)
         z -= np.float32(self.elastic)  # α · U(−1, 1): the variance the blurred noise's coordinates have
-        half = np.matmul(z.reshape(-1, k_cols), b_cols.T, out=buffer("half", k_rows * 2 * n, cols))  # Z Bᵀ
-        field = np.matmul(b_rows, half.reshape(k_rows, -1), out=buffer("field", rows, 2 * n * cols))  # B Z Bᵀ
-        return field.reshape(rows, 2 * n, cols)  # all fields side by side
+        return z
+
+
+def _fields(z, b_rows, b_cols_t):
+    """The displacement fields ``B_rows Z_f B_colsᵀ`` of :meth:`Augment._displacements`' ``z``, ``(rows, cols,
+    2n)`` float32: each sum taken term by term in the order the compiled sampler takes it (same bytes)."""
+    half = np.zeros((z.shape[0], b_cols_t.shape[1], z.shape[2]), dtype=np.float32)
+    for g in range(z.shape[1]):
+        half += z[:, g, None, :] * b_cols_t[g, None, :, None]
+    fields = np.zeros((len(b_rows), b_cols_t.shape[1], z.shape[2]), dtype=np.float32)
+    for e in range(z.shape[0]):
+        fields += b_rows[:, e, None, None] * half[e]
+    return fields
 
 
 CHUNK = 2048
@@ -156,15 +168,16 @@ def _blur_basis(size, sigma):
     return np.ascontiguousarray(vectors[:, keep] * values[keep], dtype=np.float32)
 
 
-def _sample_numpy(images, affine, noise):
+def _sample_numpy(images, affine, noise, bases):
     """Bilinear samples of ``images`` at the mapped coordinates (0 outside), rounded to uint8: the reference."""
     n, rows, cols = images.shape
     i, j = np.mgrid[0:rows, 0:cols].astype(np.float64)
     a, b, t, c, d, u = (affine[:, k, None, None] for k in range(6))
     r, s = a * i + b * j + t, c * i + d * j + u
-    if noise.shape[1]:
-        r = r + noise[:, 0::2].transpose(1, 0, 2).astype(np.float64)
-        s = s + noise[:, 1::2].transpose(1, 0, 2).astype(np.float64)
+    if noise.shape[0]:
+        fields = _fields(noise, *bases).transpose(2, 0, 1)  # (2n, rows, cols)
+        r = r + fields[0::2].astype(np.float64)
+        s = s + fields[1::2].astype(np.float64)
     padded = np.zeros((n, rows + 2, cols + 2), dtype=np.float64)
     padded[:, 1:-1, 1:-1] = images
     r = np.maximum(np.minimum(r, rows), -1.0) + 1.0  # in the padded frame: −1 and rows are the zero border
@@ -178,15 +191,16 @@ def _sample_numpy(images, affine, noise):
     return np.minimum(np.maximum(np.floor(value + 0.5), 0.0), 255.0).astype(np.uint8)
 
 
-def _sample(images, affine, noise, out=None):
-    """The distorted images, written into ``out`` (uint8, shaped like ``images``) when given."""
+def _sample(images, affine, noise, bases, out=None):
+    """The distorted images, written into ``out`` (uint8, shaped like ``images``) when given; ``noise`` and
+    ``bases`` as :meth:`Augment._displacements` and :meth:`Augment._bases` give them."""
     out = np.empty(images.shape, dtype=np.uint8) if out is None else out
     try:
         from .jit import sample_bilinear
     except ImportError:  # no Numba: the NumPy reference
-        out[...] = _sample_numpy(images, affine, noise)
+        out[...] = _sample_numpy(images, affine, noise, bases)
         return out
-    sample_bilinear(images, affine, noise, out)
+    sample_bilinear(images, affine, noise, *bases, out)
     return out
 
 
