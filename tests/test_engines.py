@@ -120,7 +120,8 @@ def test_dropout_and_weight_decay_compiled_equal_the_numpy_reference(optimizer, 
             make().fit(x, y, epochs=1, verbose=0, engine="cuda")
 
 
-PENALTIES = {  # optimizer options, a schedule read every step, L2 kernel penalties: all compiled on the CPU
+PENALTIES = {  # optimizer options, a schedule read every step, L2 kernel penalties, label smoothing (the loss's
+    # option): all compiled on the CPU
     "l2": ({}, 0.01),
     "clipvalue": ({"clipvalue": 0.002}, 0.0),
     "clipnorm": ({"clipnorm": 0.05}, 0.0),
@@ -128,6 +129,7 @@ PENALTIES = {  # optimizer options, a schedule read every step, L2 kernel penalt
     "cosine warm-up": ({"learning_rate": fcnet.schedules.CosineDecay(0.0, 30, warmup_target=0.05, warmup_steps=5),
                         "weight_decay": 0.01}, 0.0),
     "onecycle+clipnorm": ({"learning_rate": fcnet.schedules.OneCycle(0.05, 33), "clipnorm": 0.1}, 0.002),
+    "label smoothing+l2": ({"label_smoothing": 0.2}, 0.003),
 }
 
 
@@ -141,12 +143,14 @@ def test_penalties_clipping_and_step_schedules_compiled_equal_the_numpy_referenc
     base = {"sgd": SGD(0.1), "momentum": SGD(0.05, momentum=0.9), "adam": Adam(0.01), "rmsprop": RMSprop(0.01)}
 
     def make(options=options, l2=l2):
+        options = dict(options)
+        loss = {"name": "sparse_categorical_crossentropy", "label_smoothing": options.pop("label_smoothing", 0.0)}
         config = {**base[optimizer].get_config(), **options}
         reg = fcnet.regularizers.L2(l2) if l2 else None
         model = fcnet.Sequential([fcnet.Dense(16, "relu", input_dim=20, kernel_regularizer=reg),
                                   fcnet.Dense(12, "tanh", kernel_regularizer=reg), fcnet.Dense(5, "softmax")],
                                  seed=0, dtype=dtype)
-        model.compile(fcnet.optimizers.get(config), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(fcnet.optimizers.get(config), loss, metrics=["accuracy"])
         return model
 
     assert choose_engine(make(), y) == "numba"

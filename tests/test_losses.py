@@ -89,3 +89,33 @@ def test_get_resolves_names_configs_and_rejects_unknown():
     assert losses.get({"name": "mse", "from_logits": False}).name == "mse"
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         losses.get("hinge")
+
+
+def test_label_smoothing_by_hand_against_torch_and_in_a_saved_model(tmp_path):
+    eps, p = 0.2, _softmax(LOGITS)
+    target = (1 - eps) * np.eye(3)[LABELS] + eps / 3
+    sparse = losses.SparseCategoricalCrossentropy(from_logits=True, label_smoothing=eps)
+    value, grad = sparse.value_and_grad(LOGITS, LABELS)
+    assert value == pytest.approx(-(target * np.log(p)).sum() / 2, rel=1e-14)
+    assert_allclose(grad, (p - target) / 2, rtol=1e-14)
+    dense = losses.CategoricalCrossentropy(from_logits=True, label_smoothing=eps)
+    for loss, y in ((dense, np.eye(3)[LABELS]), (dense, LABELS)):
+        v, g = loss.value_and_grad(LOGITS, y)
+        assert v == pytest.approx(value, rel=1e-14) and np.allclose(g, grad, rtol=1e-14)
+    assert sparse.per_example(LOGITS, LABELS).mean() == pytest.approx(value, rel=1e-14)
+    torch = pytest.importorskip("torch")
+    z = torch.tensor(LOGITS, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(z, torch.tensor(LABELS), label_smoothing=eps)
+    expected.backward()
+    assert value == pytest.approx(expected.item(), rel=1e-14)
+    assert_allclose(grad, z.grad.numpy(), rtol=1e-13)
+
+    import fcnet
+
+    model = fcnet.Sequential([fcnet.Dense(4, "relu", input_dim=3), fcnet.Dense(3, "softmax")], seed=0)
+    model.compile("sgd", {"name": "sparse_categorical_crossentropy", "label_smoothing": eps})
+    model.save(tmp_path / "m.npz")
+    assert fcnet.load_model(tmp_path / "m.npz").loss.label_smoothing == eps
+    for bad in (1.0, -0.1, "0.1", True):
+        with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\)"):
+            losses.CategoricalCrossentropy(label_smoothing=bad)

@@ -218,6 +218,23 @@ def test_metrics_json_records_the_rate_each_epoch_trained_at(idx_dir, tmp_path):
     assert plain.history["lr"] == [0.3, 0.3]
 
 
+def test_label_smoothing_trains_what_it_says_from_the_library_and_the_cli(idx_dir, tmp_path, capsys):
+    smooth = train_run(config_for(idx_dir, label_smoothing=0.2), verbose=0)
+    assert smooth.model.loss.label_smoothing == 0.2 and smooth.metrics.config["label_smoothing"] == 0.2
+    assert smooth.metrics.engine == ("numba" if importlib.util.find_spec("numba") else "numpy")
+    plain = train_run(config_for(idx_dir), verbose=0)
+    assert smooth.metrics.history["loss"] != plain.metrics.history["loss"]
+    assert main(["train", "--dataset", f"idx:{idx_dir}", "--hidden", "16", "--epochs", "2", "--batch-size", "50",
+                 "--threads", "2", "--label-smoothing", "0.2", "--quiet", "--out", str(tmp_path / "cli")]) == 0
+    for p, q in zip(smooth.model.parameters, fcnet.load_model(tmp_path / "cli" / "model.npz").parameters):
+        assert_array_equal(p, q)
+    for flags, message in ((["--label-smoothing", "1"], "--label-smoothing: '1': must be in [0, 1)"),
+                           (["--label-smoothing", "0.1", "--loss", "mse"], "applies to the categorical")):
+        with pytest.raises(SystemExit):
+            main(["train", "--dataset", f"idx:{idx_dir}", *flags])
+        assert message in capsys.readouterr().err
+
+
 def test_weight_decay_clipping_and_l2_flags_train_what_they_say_and_resume_bit_identically(idx_dir, tmp_path):
     flags = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05, "clipnorm": 0.5, "l2": 1e-3}
     full = train_run(config_for(idx_dir, epochs=3, **flags), out=tmp_path / "full", verbose=0)

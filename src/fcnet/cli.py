@@ -95,8 +95,9 @@ def build_parser():
     parser.subcommands = sub.choices  # name → its parser, for errors in the subcommand's own words
 
     train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)")
-    _config_flags(train, (*NETWORK, *TRAINING, "target", "task", "test_split", "loss", "weight_decay", "clipnorm",
-                          "l2", "dropout", "batch_norm", "augment", "lr_schedule", "warmup", "lr_decay",
+    _config_flags(train, (*NETWORK, *TRAINING, "target", "task", "test_split", "loss", "label_smoothing",
+                          "weight_decay", "clipnorm", "l2", "dropout", "batch_norm", "augment", "lr_schedule",
+                          "warmup", "lr_decay",
                           "validation_split", "early_stopping", "reduce_lr", "preparation", "threads"))
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
@@ -132,7 +133,7 @@ def build_parser():
 
     check = sub.add_parser("gradcheck", help="prove the backward pass: finite differences, and PyTorch if installed",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _config_flags(check, ("hidden", "activation", "seed", "loss", "batch_norm"))
+    _config_flags(check, ("hidden", "activation", "seed", "loss", "label_smoothing", "batch_norm"))
     check.add_argument("--inputs", type=positive_int, default=784, help="input width")
     check.add_argument("--classes", type=positive_int, default=10)
     check.add_argument("--batch-size", type=positive_int, default=8)

@@ -215,13 +215,14 @@ def cmd_gradcheck(args):
     output = "sigmoid" if binary else "softmax"
     model = build_model(net.hidden, net.activation, args.inputs, args.classes, net.seed, "float64", output=output,
                         batch_norm=net.batch_norm)
-    model.compile("sgd", net.loss)
+    model.compile("sgd", net.loss_identifier)
     rng = np.random.default_rng(net.seed)
     x = rng.random((args.batch_size, args.inputs))
     y = rng.integers(0, 2 if binary else args.classes, (args.batch_size, args.classes) if binary else args.batch_size)
     biases_off_the_kinks(model, x, rng)  # no unit on ReLU's kink, where a finite difference is meaningless
     arch = "-".join(map(str, [args.inputs, *net.hidden, args.classes]))
-    print(f"{arch} {net.activation}/{output}{', batch norm' if net.batch_norm else ''}, {net.loss}, "
+    print(f"{arch} {net.activation}/{output}{', batch norm' if net.batch_norm else ''}, {net.loss}"
+          f"{f' (label smoothing {net.label_smoothing:g})' if net.label_smoothing else ''}, "
           f"batch {args.batch_size}, seed {net.seed}")
     checks = [(f"finite differences (eps {args.eps:g}, tolerance {TOLERANCE:g})",
                gradcheck(model, x, y, eps=args.eps, max_entries=args.entries, seed=net.seed))]

@@ -139,6 +139,8 @@ class TrainConfig:
         The learning rate of each epoch, from ``lr`` (:func:`fcnet.schedules.per_epoch`); not with ``lr_decay``.
     warmup : int
         Epochs of linear warm-up (``cosine`` only).
+    label_smoothing : float in [0, 1)
+        The cross-entropy's label smoothing (:mod:`fcnet.losses`).
     weight_decay, clipnorm : float
         The optimizer's decoupled weight decay and per-array gradient clipping (:mod:`fcnet.optimizers`).
     l2 : float
@@ -190,6 +192,8 @@ class TrainConfig:
     activation: str = _field("relu", _Choice(activations.NAMES), "hidden-layer activation")
     loss: str = _field("sparse_categorical_crossentropy", _Choice(losses.NAMES),
                        "the loss: a cross-entropy, or mse, mae, huber (which regression takes)")
+    label_smoothing: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
+                                    "cross-entropy against (1 − ε)·onehot + ε/classes (Keras' label_smoothing)")
     optimizer: str = _field("sgd", _Choice(optimizers.NAMES), "optimizer")
     lr: float = _field(0.1, _positive_float, "learning rate")
     momentum: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"), "SGD momentum")
@@ -252,6 +256,8 @@ class TrainConfig:
                 raise ValueError(f"{name} watches the validation loss: give validation_split too")
         if self.reduce_lr and (self.lr_schedule or self.lr_decay != 1):
             raise ValueError("reduce_lr and lr_schedule/lr_decay all set the learning rate per epoch: choose one")
+        if self.label_smoothing and self.loss not in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+            raise ValueError(f"label_smoothing applies to the categorical cross-entropies, not {self.loss}")
         if self.augment and self.is_table:
             raise ValueError("augment distorts images; a table's rows are not")
         if not self.is_table and (self.target is not None or self.task != "classification" or self.test_split != 0.2):
@@ -281,6 +287,11 @@ class TrainConfig:
     @staticmethod
     def field_names():
         return [f.name for f in dataclasses.fields(TrainConfig)]
+
+    @property
+    def loss_identifier(self):
+        """The loss as :func:`fcnet.losses.get` takes it: its name, with its label smoothing when set."""
+        return {"name": self.loss, "label_smoothing": self.label_smoothing} if self.label_smoothing else self.loss
 
     def to_dict(self):
         """Every setting as JSON-able values (``hidden`` as a list)."""

@@ -26,8 +26,8 @@ def unsupported(model, y, squared_error=True, regularized=True):
     """Why ``model`` cannot train on targets ``y`` in a compiled engine (a short phrase), or ``None``.
 
     ``squared_error``: the engine also compiles squared error against float targets (the CPU one does);
-    ``regularized``: it also compiles dropout, L2 penalties, weight decay, clipping and per-step schedules (the CPU
-    one does).
+    ``regularized``: it also compiles dropout, L2 penalties, weight decay, clipping, per-step schedules and label
+    smoothing (the CPU one does).
     Classes are matched exactly: a subclass may override the formulas the engines transcribe.
     """
     if model.dtype not in (np.float32, np.float64):
@@ -35,6 +35,8 @@ def unsupported(model, y, squared_error=True, regularized=True):
     crossentropy = type(model.loss) in (losses.SparseCategoricalCrossentropy, losses.CategoricalCrossentropy)
     regression = (squared_error and type(model.loss) is losses.MeanSquaredError and y.ndim == 2
                   and type(model.layers[-1].activation) is activations.Linear)
+    if crossentropy and model.loss.label_smoothing and not regularized:
+        return "label smoothing is not compiled"
     if not (crossentropy and y.ndim == 1) and not regression:
         if squared_error:
             return ("only cross-entropy against integer labels, and squared error against float targets with a "

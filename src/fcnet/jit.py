@@ -105,6 +105,7 @@ class NumbaEngine:
         lambdas = [layer.kernel_regularizer.l2 if layer.kernel_regularizer else 0.0 for layer in layers]
         self.l2s, self.penalties = np.array([2 * v for v in lambdas], dtype=dtype), np.array(lambdas)
         self.clip = np.array([opt.clipvalue or 0.0, opt.clipnorm or 0.0, opt.global_clipnorm or 0.0])
+        self.smoothing = float(getattr(model.loss, "label_smoothing", 0.0))
         self._no_rates = np.zeros(0)
         self.per_call = max(1, STEP_ROWS // batch_size)
         self._losses, self._hits = np.empty(self.per_call), np.empty(self.per_call, dtype=np.int64)
@@ -129,7 +130,7 @@ class NumbaEngine:
                       self.weights, self.weight_grads, self.flat_params, self.flat_grads, self.slots[0],
                       self.slots[1], self.codes, self.alphas, self.rule, self.torch_form, self.hyper,
                       self.decays, opt.iterations, self._losses, self._hits, self.rates, self.keep, self.dropped,
-                      uniforms, lrs, opt.weight_decay or 0.0, self.l2s, self.penalties, self.clip)
+                      uniforms, lrs, opt.weight_decay or 0.0, self.l2s, self.penalties, self.clip, self.smoothing)
         opt.iterations += done
         if lrs.size and done:
             opt.learning_rate = float(lrs[done - 1])
@@ -197,28 +198,36 @@ def _derivative(d, a, rows, code, alpha, one, zero):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _crossentropy(z, delta, y, rows_idx, rows):
-    """Mean ``logsumexp(z) − z_y`` over the batch, ``δ = (softmax(z) − onehot(y)) / n``, and the hits.
+def _crossentropy(z, delta, y, rows_idx, rows, eps):
+    """Mean ``logsumexp(z) − z_y`` over the batch, ``δ = (softmax(z) − onehot(y)) / n``, and the hits; with label
+    smoothing ``eps`` > 0, against the targets ``(1 − eps) onehot(y) + eps / K``.
 
     ``value_and_grad`` of :mod:`fcnet.losses`' cross-entropies for integer labels. Sums run in float64;
     the row maximum is subtracted first, so ``exp`` never overflows.
     """
-    total, hits = 0.0, 0
+    total, hits, k = 0.0, 0, z.shape[1]
     for r in range(rows):
         label = y[rows_idx[r]]
         best = 0
-        for j in range(z.shape[1]):
+        for j in range(k):
             if z[r, j] > z[r, best]:
                 best = j
         top = z[r, 0] if math.isnan(z[r, 0]) else z[r, best]  # a NaN logit must make the loss NaN
         s = 0.0
-        for j in range(z.shape[1]):
+        for j in range(k):
             e = math.exp(z[r, j] - top)
             delta[r, j] = e
             s += e
-        for j in range(z.shape[1]):
-            delta[r, j] = (delta[r, j] / s - (1.0 if j == label else 0.0)) / rows
-        total += math.log(s) - (z[r, label] - top)
+        if eps == 0.0:
+            for j in range(k):
+                delta[r, j] = (delta[r, j] / s - (1.0 if j == label else 0.0)) / rows
+            total += math.log(s) - (z[r, label] - top)
+        else:
+            spread = 0.0
+            for j in range(k):
+                delta[r, j] = (delta[r, j] / s - ((1.0 - eps) if j == label else 0.0) - eps / k) / rows
+                spread += z[r, j] - top
+            total += math.log(s) - ((1.0 - eps) * (z[r, label] - top) + eps / k * spread)
         hits += best == label
     return total / rows, hits
 
@@ -315,7 +324,7 @@ def _update(p, g, s1, s2, rule, torch_form, h):
 @numba.njit(cache=True, error_model="numpy")
 def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, weight_grads, flat_params,
            flat_grads, slots1, slots2, codes, alphas, rule, torch_form, hyper, decays, t0, losses, correct,
-           rates, keep, dropped, uniforms, lrs, weight_decay, l2s, penalties, clip):
+           rates, keep, dropped, uniforms, lrs, weight_decay, l2s, penalties, clip, smoothing):
     """Training steps ``first .. last - 1`` of an epoch over ``x[order]``: the engine contract of
     :mod:`fcnet.engines`, step by step as :class:`fcnet.engines.NumpyEngine` takes them. Returns the number
     of steps that updated the parameters; the step after them (if any) had a loss that was not finite.
@@ -324,6 +333,7 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
     or empty for the one in ``hyper``; ``l2s``/``penalties``: each kernel's L2 ``2λ``/``λ`` (0: none);
     ``clip``: the clipping options of :func:`_clip`, which hold every update until the backward pass is done
     (global_clipnorm needs every gradient). With clipping the model's gradients are left clipped.
+    ``smoothing``: the cross-entropy's label smoothing (0: none).
     """
     n, depth = order.size, len(weights)
     h = hyper[0]
@@ -359,7 +369,7 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
             code = codes[layer] if layer < depth - 1 else 0  # the output stays logits: fused into the loss
             _activate(z, rows, flat_params[2 * layer + 1], code, alphas[layer], one, zero)
         if y.ndim == 1:  # decided when compiling: a specialisation per kind of target
-            loss, hits = _crossentropy(acts[depth], deltas[depth - 1], y, rows_idx, rows)
+            loss, hits = _crossentropy(acts[depth], deltas[depth - 1], y, rows_idx, rows, smoothing)
         else:
             loss, hits = _squared_error(acts[depth], deltas[depth - 1], y, rows_idx, rows), 0
         for layer in range(depth):  # Sequential.penalty: λ ΣW² of each penalised kernel, before the update

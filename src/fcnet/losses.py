@@ -86,36 +86,55 @@ class Loss:
 
 
 class _Crossentropy(Loss):
+    """``label_smoothing`` ε (Keras' and PyTorch's): the targets become ``(1 − ε) y + ε / K`` over ``K`` classes
+    (integer labels ``y`` taken as one-hot rows), so a row's loss is ``(1 − ε)(logsumexp(z) − z_y) +
+    ε · mean_j(logsumexp(z) − z_j)`` and its gradient ``softmax(z) − (1 − ε) onehot(y) − ε/K`` (divided by n)."""
+
     fused = "softmax"
 
-    def __init__(self, from_logits=False):
+    def __init__(self, from_logits=False, label_smoothing=0.0):
         self.from_logits = bool(from_logits)
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not (
+                0 <= label_smoothing < 1):
+            raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
 
     def per_example(self, z, y):
         logp = log_softmax(z)
+        eps = self.label_smoothing
         if y.ndim == 1:
-            return -logp[np.arange(len(y)), y]
-        return -(y * logp).sum(axis=-1)
+            picked = -logp[np.arange(len(y)), y]
+            return picked if not eps else (1 - eps) * picked - eps * logp.mean(axis=-1)
+        return -(((1 - eps) * y + eps / z.shape[-1]) * logp).sum(axis=-1)
 
     def value_and_grad(self, z, y):
         # Compiled twins for integer labels: fcnet.jit._crossentropy; the kernel softmax_ce in fcnet.cuda.
-        n = z.shape[0]
+        n, k = z.shape
+        eps = self.label_smoothing
         shifted = z - z.max(axis=-1, keepdims=True)  # every exponent <= 0: no overflow
         grad = np.exp(shifted)
         total = grad.sum(axis=-1, keepdims=True)  # >= 1: its log is finite
         grad /= total  # softmax(z)
         if y.ndim == 1:
             rows = np.arange(n)
-            value = (np.log(total).sum() - shifted[rows, y].sum()) / n
-            grad[rows, y] -= 1
+            picked = shifted[rows, y].sum()
+            value = (np.log(total).sum() - (picked if not eps else (1 - eps) * picked + eps / k * shifted.sum())) / n
+            grad[rows, y] -= 1 - eps
+            if eps:
+                grad -= eps / k
         else:
             y = y.astype(z.dtype, copy=False)
+            if eps:
+                y = (1 - eps) * y + eps / k
             value = -(y * (shifted - np.log(total))).sum() / n
             # d/dz of -sum(y * log_softmax(z)) is p * sum(y) - y; sum(y) = 1 for one-hot rows.
             grad *= y.sum(axis=-1, keepdims=True)
             grad -= y
         grad *= 1 / n
         return float(value), grad
+
+    def get_config(self):
+        return {**super().get_config(), **({"label_smoothing": self.label_smoothing} if self.label_smoothing else {})}
 
 
 class SparseCategoricalCrossentropy(_Crossentropy):

@@ -134,7 +134,7 @@ def prepare(config):
         optimizer["weight_decay"] = config.weight_decay
     if config.clipnorm:
         optimizer["clipnorm"] = config.clipnorm
-    model.compile(optimizer=optimizer, loss=config.loss, metrics=None if regression else ["accuracy"])
+    model.compile(optimizer=optimizer, loss=config.loss_identifier, metrics=None if regression else ["accuracy"])
     return (x_train, y_train), (x_test, y_test), model
 
 

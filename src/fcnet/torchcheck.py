@@ -44,9 +44,11 @@ def _loss(torch, loss, out, y):
         if loss.name == "huber":
             return F.huber_loss(out, target, delta=loss.delta)
         return (F.l1_loss if loss.name == "mae" else F.mse_loss)(out, target)
+    eps = loss.label_smoothing
     if y.ndim == 1:
-        return F.cross_entropy(out, torch.as_tensor(y, dtype=torch.long))
-    return -(torch.as_tensor(y) * torch.log_softmax(out, dim=-1)).sum(dim=1).mean()
+        return F.cross_entropy(out, torch.as_tensor(y, dtype=torch.long), label_smoothing=eps)
+    target = (1 - eps) * torch.as_tensor(y) + eps / out.shape[1]  # Keras' smoothing of given targets
+    return -(target * torch.log_softmax(out, dim=-1)).sum(dim=1).mean()
 
 
 def _as_float64(x):
