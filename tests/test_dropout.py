@@ -117,10 +117,11 @@ def test_onnx_export_of_a_dropout_model_is_its_inference_network(tmp_path):
     assert_allclose(session.run(["output"], {"input": x})[0], model.predict(x), rtol=1e-12)
 
 
-def test_dropout_from_the_command_line_resumes_bit_identically(idx_dir, tmp_path):
-    config = TrainConfig(dataset=f"idx:{idx_dir}", hidden=(32, 16), epochs=3, batch_size=50, threads=2, dropout=0.3)
+def test_dropout_and_input_dropout_from_a_run_resume_bit_identically(idx_dir, tmp_path):
+    config = TrainConfig(dataset=f"idx:{idx_dir}", hidden=(32, 16), epochs=3, batch_size=50, threads=2, dropout=0.3,
+                         input_dropout=0.2)
     full = train_run(config, out=tmp_path / "full", verbose=0)
-    assert [layer.dropout for layer in full.model.layers] == [0.0, 0.3, 0.3]
+    assert [layer.dropout for layer in full.model.layers] == [0.2, 0.3, 0.3]  # the inputs, then each hidden layer
     assert full.metrics.engine == ("numba" if importlib.util.find_spec("numba") else "numpy")
     train_run(config.replace(epochs=2), out=tmp_path / "part", verbose=0)
     resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0)

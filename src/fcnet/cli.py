@@ -96,9 +96,9 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)")
     _config_flags(train, (*NETWORK, *TRAINING, "target", "task", "test_split", "loss", "label_smoothing",
-                          "weight_decay", "clipnorm", "l2", "dropout", "batch_norm", "augment", "lr_schedule",
-                          "warmup", "lr_decay",
-                          "validation_split", "early_stopping", "reduce_lr", "preparation", "threads"))
+                          "weight_decay", "clipnorm", "l2", "dropout", "input_dropout", "batch_norm", "augment",
+                          "lr_schedule", "warmup", "lr_decay", "validation_split", "early_stopping", "reduce_lr",
+                          "preparation", "threads"))
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")

@@ -149,6 +149,8 @@ class TrainConfig:
         Distortions of the training images, e.g. ``"shift,rotate,elastic"`` (:func:`fcnet.augment.parse`).
     dropout : float in [0, 1)
         A :class:`~fcnet.layers.Dropout` of this rate after every hidden layer.
+    input_dropout : float in [0, 1)
+        A :class:`~fcnet.layers.Dropout` of the inputs, before the first layer (Hinton et al. 2012 drop 20 %).
     batch_norm : bool
         A :class:`~fcnet.layers.BatchNormalization` after every hidden layer (before its dropout).
     batch_size, epochs : int
@@ -203,6 +205,8 @@ class TrainConfig:
                                     "L2 norm (Keras' clipnorm)")
     dropout: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
                             "dropout rate after every hidden layer (fcnet.Dropout)")
+    input_dropout: float = _field(0.0, _Check(float, lambda v: 0 <= v < 1, "in [0, 1)"),
+                                  "dropout rate of the inputs, before the first layer")
     batch_norm: bool = _field(False, _flag, "batch normalization after every hidden layer (fcnet.BatchNormalization;"
                               " numpy engine)")
     augment: str | None = _field(None, _optional(_augment), "distort the training images afresh every epoch: "

@@ -72,15 +72,15 @@ class RunResult:
 
 
 def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax", l2=0.0, dropout=0.0,
-                batch_norm=False):
+                batch_norm=False, input_dropout=0.0):
     """The network ``fcnet train`` trains: hidden ``Dense`` layers of ``activation``, then an ``output`` layer
     (a softmax over the classes, or ``linear`` for regression); with ``l2``, an L2 penalty on every kernel; with
     ``batch_norm``, a BatchNormalization after every hidden layer, and with ``dropout``, a Dropout of that rate
-    after it."""
+    after it; with ``input_dropout``, a Dropout of the inputs (before the first layer)."""
     widths = [*hidden, n_out]
     acts = [activation] * len(hidden) + [output]
     layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None, kernel_regularizer=L2(l2) if l2 else None,
-                    dropout=dropout if i > 0 else 0.0, batch_norm=batch_norm and i < len(hidden))
+                    dropout=dropout if i > 0 else input_dropout, batch_norm=batch_norm and i < len(hidden))
               for i, (w, a) in enumerate(zip(widths, acts))]
     return Sequential(layers, seed=seed, dtype=dtype)
 
@@ -125,7 +125,7 @@ def prepare(config):
     n_in = int(np.prod(x_train.shape[1:]))
     model = build_model(config.hidden, config.activation, n_in, 1 if regression else len(info.class_names),
                         config.seed, config.dtype, output="linear" if regression else "softmax", l2=config.l2,
-                        dropout=config.dropout, batch_norm=config.batch_norm)
+                        dropout=config.dropout, batch_norm=config.batch_norm, input_dropout=config.input_dropout)
     model.metadata = info.to_metadata()
     optimizer = {"name": config.optimizer, "learning_rate": config.lr}
     if config.momentum:
