@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import fcnet
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fcnet"
 
 
@@ -91,3 +95,12 @@ def test_the_core_imports_numpy_only():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_heavier_modules_load_on_first_use():
+    code = ("import sys, fcnet; before = 'fcnet.plots' in sys.modules; fcnet.plots.learning_curves;"
+            "print(before, 'fcnet.plots' in sys.modules, fcnet.sklearn.MLPClassifier.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "MLPClassifier"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        fcnet.nope  # noqa: B018

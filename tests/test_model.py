@@ -188,9 +188,10 @@ def test_save_and_load_round_trip_predicts_bit_identically(tmp_path):
         assert_array_equal(a, b)
 
 
-def test_summary_lists_layers_and_parameter_counts():
+def test_summary_lists_layers_and_parameter_counts(capsys):
     text = lab_model().summary(print_fn=lambda s: None)
     assert "(None, 300)" in text and "235,500" in text and "3,010" in text and "Total params: 238,510" in text
+    assert lab_model().summary() is None and capsys.readouterr().out == text + "\n"  # printed once, as Keras
 
 
 def test_any_depth_and_every_optimizer_and_loss_trains():

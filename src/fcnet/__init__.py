@@ -23,6 +23,19 @@ from .saving import load_model
 
 __version__ = "0.1.0"
 
+# Modules that need more than NumPy (matplotlib, scikit-learn, torch, onnx) or are rarely used load on first use:
+# ``fcnet.plots.learning_curves(...)`` works as ``from fcnet import plots`` does, and ``import fcnet`` stays light.
+_ON_FIRST_USE = ("compare", "export", "gradcheck", "images", "plots", "report", "runstore", "serve", "sklearn", "sweep",
+                 "torchcheck")
+
+
+def __getattr__(name):
+    if name in _ON_FIRST_USE:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'fcnet' has no attribute {name!r}")
+
 __all__ = [
     "Sequential", "Dense", "Dropout", "BatchNormalization", "SGD", "Adam", "RMSprop", "load_model", "History",
     "Callback", "LearningRateDecay",

@@ -432,7 +432,8 @@ class Sequential:
     # -- description and files -------------------------------------------------------------------------------
 
     def summary(self, print_fn=print):
-        """Print (through ``print_fn``) and return a Keras-style table of layers, output shapes and parameters."""
+        """Print (through ``print_fn``) a Keras-style table of layers, output shapes and parameters. Returns None
+        when printing to stdout, as Keras does (a notebook shows the table once), else the table's text."""
         rows = [("Layer (type)", "Output Shape", "Activation", "Param #")]
         for i, layer in enumerate(self.layers):
             n = layer.params["W"].size + layer.params["b"].size if self.built else 0
@@ -457,7 +458,7 @@ class Sequential:
                  f"Input: (None, {self.input_dim})", f"dtype: {self.dtype}"]
         text = "\n".join(lines)
         print_fn(text)
-        return text
+        return None if print_fn is print else text
 
     def get_config(self):
         return {"name": self.name, "seed": self.seed, "dtype": self.dtype.name,
