@@ -29,7 +29,7 @@ def test_train_end_to_end_writes_model_and_metrics(idx_dir, tmp_path):
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert {"config", "architecture", "steps_per_epoch", "epochs", "total_seconds", "test"} <= set(metrics)
     assert metrics["steps_per_epoch"] == 10 and len(metrics["epochs"]) == 3
-    assert set(metrics["epochs"][0]) == {"epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(metrics["epochs"][0]) == {"epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     assert metrics["test"]["accuracy"] > 0.9
     assert metrics == json.loads((out / "metrics.json").read_text())
 

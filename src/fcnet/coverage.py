@@ -13,11 +13,12 @@ import numpy as np
 from . import activations, losses, optimizers
 from .layers import Dense
 
-__all__ = ["ACTIVATIONS", "SGD", "MOMENTUM", "NESTEROV", "ADAM", "RMSPROP", "STEP_ROWS", "unsupported",
-           "OptimizerRule", "check_epoch"]
+__all__ = ["ACTIVATIONS", "CPU_ACTIVATIONS", "SGD", "MOMENTUM", "NESTEROV", "ADAM", "RMSPROP", "STEP_ROWS",
+           "unsupported", "OptimizerRule", "check_epoch"]
 
 ACTIVATIONS = {activations.Linear: 0, activations.ReLU: 1, activations.LeakyReLU: 2, activations.Sigmoid: 3,
                activations.Tanh: 4}
+CPU_ACTIVATIONS = {**ACTIVATIONS, activations.GELU: 5, activations.Swish: 6}  # these two also on the CPU engine
 SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP = range(5)
 STEP_ROWS = 8192  # rows per compiled call: progress callbacks run between calls, the learning rate is read per call
 
@@ -26,8 +27,8 @@ def unsupported(model, y, squared_error=True, regularized=True):
     """Why ``model`` cannot train on targets ``y`` in a compiled engine (a short phrase), or ``None``.
 
     ``squared_error``: the engine also compiles squared error against float targets (the CPU one does);
-    ``regularized``: it also compiles dropout, L2 penalties, weight decay, clipping, per-step schedules and label
-    smoothing (the CPU one does).
+    ``regularized``: it also compiles dropout, L2 penalties, weight decay, clipping, per-step schedules, label
+    smoothing and the hidden activations gelu and swish (the CPU one does).
     Classes are matched exactly: a subclass may override the formulas the engines transcribe.
     """
     if model.dtype not in (np.float32, np.float64):
@@ -54,7 +55,7 @@ def unsupported(model, y, squared_error=True, regularized=True):
             return "dropout is not compiled"
         if last and type(act) not in (activations.Softmax, activations.Linear):
             return f"output activation {act.name!r} is not compiled"
-        if not last and type(act) not in ACTIVATIONS:
+        if not last and type(act) not in (CPU_ACTIVATIONS if regularized else ACTIVATIONS):
             return f"hidden activation {act.name!r} is not compiled"
     compiled = (optimizers.SGD, optimizers.Adam, optimizers.RMSprop) + ((optimizers.AdamW,) if regularized else ())
     if type(model.optimizer) not in compiled:

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import blas, coverage
 from .blas import NO_TRANS, ROW_MAJOR, TRANS
-from .coverage import ACTIVATIONS, ADAM, MOMENTUM, NESTEROV, SGD, STEP_ROWS, OptimizerRule, check_epoch
+from .coverage import ADAM, CPU_ACTIVATIONS, MOMENTUM, NESTEROV, SGD, STEP_ROWS, OptimizerRule, check_epoch
 
 __all__ = ["unsupported", "NumbaEngine", "STEP_ROWS", "HYPER", "sample_bilinear"]
 
@@ -88,7 +88,10 @@ class NumbaEngine:
         self.keep = np.array([1 / (1 - layer.dropout) for layer in layers], dtype=dtype)
         self.dropped = tuple(np.empty((batch_size if layer.dropout else 0, w), dtype=dtype)
                              for layer, w in zip(layers, widths))
-        self.codes = np.array([ACTIVATIONS.get(type(layer.activation), 0) for layer in layers], dtype=np.int64)
+        self.codes = np.array([CPU_ACTIVATIONS.get(type(layer.activation), 0) for layer in layers], dtype=np.int64)
+        # gelu's and swish's derivatives need z: their layers keep it (Dense's needs_z), the others an empty buffer
+        self.zs = tuple(np.empty((batch_size if layer.activation.needs_z else 0, layer.units), dtype=dtype)
+                        for layer in layers)
         self.alphas = np.array([getattr(layer.activation, "alpha", 0.0) for layer in layers], dtype=dtype)
         rule = OptimizerRule(opt)
         self.rule, self.torch_form, h1, h2 = rule.rule, rule.torch_form, rule.h1, rule.h2
@@ -130,7 +133,8 @@ class NumbaEngine:
                       self.weights, self.weight_grads, self.flat_params, self.flat_grads, self.slots[0],
                       self.slots[1], self.codes, self.alphas, self.rule, self.torch_form, self.hyper,
                       self.decays, opt.iterations, self._losses, self._hits, self.rates, self.keep, self.dropped,
-                      uniforms, lrs, opt.weight_decay or 0.0, self.l2s, self.penalties, self.clip, self.smoothing)
+                      uniforms, lrs, opt.weight_decay or 0.0, self.l2s, self.penalties, self.clip, self.smoothing,
+                      self.zs)
         opt.iterations += done
         if lrs.size and done:
             opt.learning_rate = float(lrs[done - 1])
@@ -162,9 +166,15 @@ def _gemm(gemm, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _activate(z, rows, bias, code, alpha, one, zero):
+def _erfc(x):
+    """``math.erfc`` (the C library's): within 1e-13 of :func:`fcnet.activations.erfc`, Cephes' form in NumPy."""
+    return math.erfc(x)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _activate(z, rows, bias, code, alpha, one, zero, keep_z):
     """``z ← f(z + b)`` in place on ``z[:rows]``: ``Dense.forward_z``'s bias, then ``forward`` of
-    :mod:`fcnet.activations`."""
+    :mod:`fcnet.activations`; gelu (5) and swish (6) keep ``z + b`` in ``keep_z`` for their derivatives."""
     for r in range(rows):
         for j in range(z.shape[1]):
             v = z[r, j] + bias[j]
@@ -177,13 +187,20 @@ def _activate(z, rows, bias, code, alpha, one, zero):
                 v = (one if v >= zero else e) / (one + e)
             elif code == 4:
                 v = np.tanh(v)
+            elif code == 5:  # z Φ(z), Φ(z) = erfc(−z/√2)/2
+                keep_z[r, j] = v
+                v = v * (0.5 * _erfc(-v * 0.7071067811865476))
+            elif code == 6:  # z σ(z)
+                keep_z[r, j] = v
+                e = np.exp(-abs(v))
+                v = v * ((one if v >= zero else e) / (one + e))
             z[r, j] = v
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _derivative(d, a, rows, code, alpha, one, zero):
-    """``d ← d ⊙ f'(z)`` from the layer's output ``a``, in place on ``d[:rows]``: ``backward`` of
-    :mod:`fcnet.activations`."""
+def _derivative(d, a, rows, code, alpha, one, zero, z):
+    """``d ← d ⊙ f'(z)`` from the layer's output ``a`` (and, for gelu and swish, its kept ``z``), in place on
+    ``d[:rows]``: ``backward`` of :mod:`fcnet.activations`."""
     for r in range(rows):
         for j in range(d.shape[1]):
             v = a[r, j]
@@ -195,6 +212,14 @@ def _derivative(d, a, rows, code, alpha, one, zero):
                 d[r, j] *= v * (one - v)
             elif code == 4:
                 d[r, j] *= one - v * v
+            elif code == 5:  # Φ(z) + z φ(z)
+                u = z[r, j]
+                d[r, j] *= u * (np.exp(-0.5 * u * u) * 0.3989422804014327) + 0.5 * _erfc(-u * 0.7071067811865476)
+            elif code == 6:  # σ(z) + a (1 − σ(z))
+                u = z[r, j]
+                e = np.exp(-abs(u))
+                s = (one if u >= zero else e) / (one + e)
+                d[r, j] *= s + v * (one - s)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -324,7 +349,7 @@ def _update(p, g, s1, s2, rule, torch_form, h):
 @numba.njit(cache=True, error_model="numpy")
 def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, weight_grads, flat_params,
            flat_grads, slots1, slots2, codes, alphas, rule, torch_form, hyper, decays, t0, losses, correct,
-           rates, keep, dropped, uniforms, lrs, weight_decay, l2s, penalties, clip, smoothing):
+           rates, keep, dropped, uniforms, lrs, weight_decay, l2s, penalties, clip, smoothing, zs):
     """Training steps ``first .. last - 1`` of an epoch over ``x[order]``: the engine contract of
     :mod:`fcnet.engines`, step by step as :class:`fcnet.engines.NumpyEngine` takes them. Returns the number
     of steps that updated the parameters; the step after them (if any) had a loss that was not finite.
@@ -333,7 +358,7 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
     or empty for the one in ``hyper``; ``l2s``/``penalties``: each kernel's L2 ``2λ``/``λ`` (0: none);
     ``clip``: the clipping options of :func:`_clip`, which hold every update until the backward pass is done
     (global_clipnorm needs every gradient). With clipping the model's gradients are left clipped.
-    ``smoothing``: the cross-entropy's label smoothing (0: none).
+    ``smoothing``: the cross-entropy's label smoothing (0: none); ``zs``: each layer's kept ``z`` (gelu, swish).
     """
     n, depth = order.size, len(weights)
     h = hyper[0]
@@ -367,7 +392,7 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
                 used += rows * k
             _gemm(gemm, False, False, rows, m, k, one, a_in, k, w, m, zero, z, m)
             code = codes[layer] if layer < depth - 1 else 0  # the output stays logits: fused into the loss
-            _activate(z, rows, flat_params[2 * layer + 1], code, alphas[layer], one, zero)
+            _activate(z, rows, flat_params[2 * layer + 1], code, alphas[layer], one, zero, zs[layer])
         if y.ndim == 1:  # decided when compiling: a specialisation per kind of target
             loss, hits = _crossentropy(acts[depth], deltas[depth - 1], y, rows_idx, rows, smoothing)
         else:
@@ -410,7 +435,7 @@ def _steps(gemm, x, y, order, first, last, batch, scale, acts, deltas, weights, 
                         for j in range(k):
                             kept = keep[layer] if uniforms[offsets[layer] + r * k + j] >= rates[layer] else zero
                             below[r, j] *= kept
-                _derivative(below, acts[layer], rows, codes[layer - 1], alphas[layer - 1], one, zero)
+                _derivative(below, acts[layer], rows, codes[layer - 1], alphas[layer - 1], one, zero, zs[layer - 1])
             if rule == SGD and not defer and l2s[layer] == zero:  # W ← decay·W − lr xᵀδ as one GEMM: no dW
                 _gemm(gemm, True, False, k, m, rows, -lr, a_in, k, d, m, h.decay, w, m)
             else:
