@@ -208,7 +208,7 @@ def test_a_huge_sweep_is_counted_before_anything_is_made_and_runs_only_with_yes(
     assert told == [f"fcnet: sweep sweep.toml: 4 trials, 4 distinct, 0 done already, 4 to run, into {tmp_path / 's'}"]
 
 
-@pytest.mark.parametrize("name", ["fashion_dropout.toml", "mnist_record.toml"])
+@pytest.mark.parametrize("name", ["fashion_dropout.toml", "fashion_record.toml", "mnist_record.toml"])
 def test_the_record_sweeps_in_examples_are_valid_three_seed_sweeps(name):
     from pathlib import Path
 
