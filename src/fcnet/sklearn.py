@@ -32,10 +32,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .callbacks import Callback
-from .layers import Dense
-from .model import Sequential
 from .optimizers import SGD, Adam
-from .regularizers import L2
+from .run import build_model
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -145,12 +143,9 @@ class _MLP(BaseEstimator):
     def _build(self, n_features, n_outputs, batch):
         hidden = self._check_params()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        penalty = L2(self.alpha / (2 * batch)) if self.alpha else None  # scikit-learn's alpha / (2 n_batch) Σ W²
-        widths, acts = [*hidden, n_outputs], [ACTIVATIONS[self.activation]] * len(hidden) + [self._output]
-        model = Sequential([Dense(w, a, kernel_regularizer=penalty, dropout=self.dropout if i else 0.0,
-                                  batch_norm=bool(self.batch_norm) and i < len(hidden))
-                            for i, (w, a) in enumerate(zip(widths, acts))], seed=seed, dtype=self.dtype)
-        model.build(n_features)
+        model = build_model(hidden, ACTIVATIONS[self.activation], n_features, n_outputs, seed, self.dtype,
+                            output=self._output, l2=self.alpha / (2 * batch),  # scikit-learn's alpha / (2 n_batch) Σ W²
+                            dropout=self.dropout, batch_norm=bool(self.batch_norm))
         if self.solver == "adam":
             optimizer = Adam(self.learning_rate_init, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
         else:
