@@ -12,9 +12,9 @@ is rounded back to uint8.
 Everything random is drawn from the generator passed in, in one fixed order, so the model's generator fixes the
 distortions of a run and a resumed run draws those it would have drawn. The smoothing (two small products per
 field) and the sampling are one loop, compiled with Numba when it is installed (``fcnet[fast]``): each block of
-images blurs its fields where they are used, into a buffer that stays in cache; NumPy computes the same sums in the
-same order otherwise — the two give the same bytes (``tests/test_augment.py``). ``fit(augment=...)`` distorts the training images once
-per epoch, before drawing the epoch's order.
+images blurs its fields where they are used, into a buffer that stays in cache; NumPy computes the same sums in
+the same order otherwise — the two give the same bytes (``tests/test_augment.py``). ``fit(augment=...)``
+distorts the training images once per epoch, before drawing the epoch's order.
 """
 
 import functools

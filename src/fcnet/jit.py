@@ -466,8 +466,8 @@ def sample_bilinear(images, affine, z, b_rows, b_cols_t, out):
     :func:`fcnet.augment._sample_numpy` (the reference) as one loop, operation for operation: the blur's sums
     term by term in the same order, in float32 (coordinates are ≥ 0 in the padded frame, so ``int`` is
     ``floor`` there). Blocks of 64 images run on Numba's threads, each blurring its 128 fields at once (the
-    larger product's innermost loop runs along all of them: vector instructions) into a buffer that stays in
-    cache; each value is computed alone, so the result does not depend on the number of threads."""
+    larger product's innermost loop runs along all of them, which the compiler can vectorise) into a buffer that
+    stays in cache; each value is computed alone, so the result does not depend on the number of threads."""
     n, rows, cols = images.shape
     k_rows, k_cols = z.shape[0], z.shape[1]
     for block in numba.prange((n + 63) // 64):
