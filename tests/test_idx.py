@@ -23,6 +23,16 @@ def test_round_trip_every_type(tmp_path, dtype, suffix):
     assert_array_equal(b, a)
 
 
+def test_a_gzipped_file_has_no_timestamp_so_its_bytes_are_the_arrays(tmp_path, monkeypatch):
+    import time
+
+    a = np.arange(12, dtype="u1").reshape(3, 4)
+    write_idx(tmp_path / "a.gz", a)
+    monkeypatch.setattr(time, "time", lambda: 2e9)  # a write a second (or years) later: checksums must not change
+    write_idx(tmp_path / "b.gz", a)
+    assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "b.gz").read_bytes()
+
+
 def test_known_bytes_are_big_endian(tmp_path):
     (tmp_path / "x").write_bytes(b"\0\0\x0b\x01" + struct.pack(">I", 2) + struct.pack(">hh", 258, -2))
     assert_array_equal(read_idx(tmp_path / "x"), [258, -2])

@@ -110,6 +110,6 @@ def write_idx(path, array, compress=None):
     data = struct.pack(f">BBBB{array.ndim}I", 0, 0, _CODES[big], array.ndim, *array.shape)
     data += np.ascontiguousarray(array, dtype=big).tobytes()
     if compress or (compress is None and str(path).endswith(".gz")):
-        data = gzip.compress(data)
+        data = gzip.compress(data, mtime=0)  # no timestamp: the same array always gives the same bytes
     with open(path, "wb") as f:
         f.write(data)
