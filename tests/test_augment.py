@@ -72,7 +72,8 @@ def test_no_strength_is_the_identity_and_a_seed_fixes_the_distortions():
 
 def test_parse_and_refusals():
     assert parse("shift, elastic=30,sigma=5").get_config() == {"shift": 2.0, "rotate": 0.0, "scale": 0.0,
-                                                             "elastic": 30.0, "sigma": 5.0, "flip": 0.0}
+                                                             "elastic": 30.0, "sigma": 5.0, "flip": 0.0,
+                                                             "erase": 0.0}
     for text, message in (("twist", "unknown augmentation 'twist'"), ("shift=x", "not a number"),
                           ("", "name at least one"), ("sigma", "sigma needs a value"),
                           ("rotate=500", r"augment rotate must be a number in \[0, 180\]")):
@@ -145,3 +146,27 @@ def test_flip_mirrors_left_to_right_with_its_probability_and_leaves_other_draws_
     assert parse("flip").flip == 0.5 and parse("flip=0.25,shift").flip == 0.25
     with pytest.raises(ValueError, match=r"augment flip must be a number in \[0, 1\]"):
         Augment(flip=1.5)
+
+
+def test_erase_blanks_one_rectangle_of_torchvisions_size_with_its_probability_after_the_other_draws():
+    images = np.full((2000, 28, 28), 200, dtype=np.uint8)
+    erased = Augment(erase=0.5)(images, np.random.default_rng(3))
+    hit = (erased == 0).any(axis=(1, 2))
+    assert 900 < hit.sum() < 1100 and (erased[~hit] == 200).all()
+    areas = []
+    for image in erased[hit]:
+        rows, cols = np.flatnonzero((image == 0).any(axis=1)), np.flatnonzero((image == 0).any(axis=0))
+        assert (image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] == 0).all()  # one rectangle, the rest kept
+        assert (image == 0).sum() == len(rows) * len(cols) and np.ptp(rows) == len(rows) - 1
+        areas.append(len(rows) * len(cols) / 784)
+    assert 0.01 < min(areas) < 0.04 and 0.28 < max(areas) < 0.4 and 0.15 < np.mean(areas) < 0.2  # mostly ~U(.02, .33)
+    corners = np.array([np.argwhere(image == 0)[0] for image in erased[hit]])
+    assert corners[:, 0].min() == 0 and corners[:, 1].min() == 0 and corners.max() > 20  # placed all over
+    assert_array_equal(Augment(erase=1.0)(images[:1], np.random.default_rng(0)).reshape(28, 28) == 0,
+                       Augment(erase=1.0)(images[:1].reshape(1, 784), np.random.default_rng(0)).reshape(28, 28) == 0)
+    shifted = Augment(shift=2)(digits(300), np.random.default_rng(4))
+    both = Augment(shift=2, erase=0.5)(digits(300), np.random.default_rng(4))
+    assert (both != shifted).any() and ((both == shifted) | (both == 0)).all()  # the shifts drawn as without erase
+    assert parse("erase").erase == 0.5 and parse("erase=0.25").erase == 0.25
+    with pytest.raises(ValueError, match=r"augment erase must be a number in \[0, 1\]"):
+        Augment(erase=-0.1)

@@ -1,13 +1,15 @@
-"""Data augmentation of uint8 images: random shifts, rotations, scalings and elastic distortions (Simard 2003).
+"""Data augmentation of uint8 images: random shifts, rotations, scalings, elastic distortions (Simard 2003), mirroring
+and random erasing (Zhong et al. 2020).
 
-``Augment(shift=2, rotate=10, scale=0.1, elastic=34, sigma=4, flip=0.5)`` draws, for every image, one affine map
-(a shift of up to ``shift`` pixels along each axis, a rotation of up to ``rotate`` degrees, a scaling by up to
-``±scale``, a left-right mirror with probability ``flip`` — for clothes, not digits) and,
-with ``elastic`` = α > 0, a displacement field of uniform noise in [−1, 1] smoothed by a Gaussian of ``sigma``
-pixels and multiplied by α, as in Simard, Steinkraus & Platt (2003) (drawn in a basis of the blur, see
-:meth:`Augment._displacements`). Each output pixel ``p`` samples the input at
-``A(p − c) + c + t + d(p)`` (``c`` the centre) by bilinear interpolation, outside the picture being 0 (paper), and
-is rounded back to uint8.
+``Augment(shift=2, rotate=10, scale=0.1, elastic=34, sigma=4, flip=0.5, erase=0.5)`` draws, for every image, one
+affine map (a shift of up to ``shift`` pixels along each axis, a rotation of up to ``rotate`` degrees, a scaling
+by up to ``±scale``, a left-right mirror with probability ``flip`` — for clothes, not digits) and, with
+``elastic`` = α > 0, a displacement field of uniform noise in [−1, 1] smoothed by a Gaussian of ``sigma`` pixels
+and multiplied by α, as in Simard, Steinkraus & Platt (2003) (drawn in a basis of the blur, see
+:meth:`Augment._displacements`). Each output pixel ``p`` samples the input at ``A(p − c) + c + t + d(p)`` (``c``
+the centre) by bilinear interpolation, outside the picture being 0 (paper), and is rounded back to uint8. Then,
+with probability ``erase``, a random rectangle of the result is set to 0, as torchvision's
+``RandomErasing(p=erase, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0)`` sets it (:meth:`Augment._erase`).
 
 Everything random is drawn from the generator passed in, in one fixed order, so the model's generator fixes the
 distortions of a run and a resumed run draws those it would have drawn. The smoothing (two small products per
@@ -24,7 +26,8 @@ import numpy as np
 
 __all__ = ["Augment", "parse", "KINDS"]
 
-KINDS = {"shift": 2.0, "rotate": 10.0, "scale": 0.1, "elastic": 34.0, "flip": 0.5}  # name → default strength
+KINDS = {"shift": 2.0, "rotate": 10.0, "scale": 0.1, "elastic": 34.0, "flip": 0.5, "erase": 0.5}  # name → default
+ERASE_SCALE, ERASE_RATIO = (0.02, 0.33), (0.3, 3.3)  # torchvision's RandomErasing defaults
 SIGMA = 4.0
 
 
@@ -43,19 +46,24 @@ class Augment:
         Simard's α (pixels) and σ of the smoothing Gaussian; 0 turns the elastic part off.
     flip : float
         The probability of mirroring an image left to right.
+    erase : float
+        The probability of erasing (setting to 0) a rectangle of an image: its area a uniform fraction in
+        ``ERASE_SCALE`` of the picture's, its height ÷ width log-uniform in ``ERASE_RATIO``, each side clipped to the
+        picture, placed uniformly inside it.
     shape : (int, int), optional
         ``(rows, cols)`` of images given as flat rows ``(n, rows·cols)``, as ``fit`` holds them; default square.
     """
 
-    def __init__(self, shift=0.0, rotate=0.0, scale=0.0, elastic=0.0, sigma=SIGMA, flip=0.0, shape=None):
+    def __init__(self, shift=0.0, rotate=0.0, scale=0.0, elastic=0.0, sigma=SIGMA, flip=0.0, erase=0.0, shape=None):
         for name, value, top in (("shift", shift, 28), ("rotate", rotate, 180), ("scale", scale, 0.9),
-                                 ("elastic", elastic, 1000), ("sigma", sigma, 100), ("flip", flip, 1)):
+                                 ("elastic", elastic, 1000), ("sigma", sigma, 100), ("flip", flip, 1),
+                                 ("erase", erase, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
                 raise ValueError(f"augment {name} must be a number in [0, {top}], got {value!r}")
         if sigma <= 0:
             raise ValueError("augment sigma must be > 0")
         self.shift, self.rotate, self.scale = float(shift), float(rotate), float(scale)
-        self.elastic, self.sigma, self.flip = float(elastic), float(sigma), float(flip)
+        self.elastic, self.sigma, self.flip, self.erase = float(elastic), float(sigma), float(flip), float(erase)
         self.shape = None if shape is None else tuple(int(v) for v in shape)
 
     def get_config(self):
@@ -85,7 +93,23 @@ class Augment:
             part = slice(start, start + CHUNK)
             noise = self._displacements(len(images[part]), rows, cols, rng, scratch)
             _sample(images[part], affine[part], noise, self._bases(rows, cols), out[part])
+        if self.erase:  # drawn after everything else: the other kinds' draws stay what they were
+            self._erase(out, rng)
         return out.reshape(shape)
+
+    def _erase(self, images, rng):
+        """Random erasing, in place on ``(n, rows, cols)`` ``images``: each image with probability ``erase`` gets
+        one rectangle set to 0 (see the class). Drawn for every image, in one fixed order."""
+        n, rows, cols = images.shape
+        chosen = rng.random(n) < self.erase
+        area = rng.uniform(*ERASE_SCALE, n) * (rows * cols)
+        ratio = np.exp(rng.uniform(*np.log(ERASE_RATIO), n))
+        height = np.clip(np.rint(np.sqrt(area * ratio)), 1, rows).astype(np.intp)
+        width = np.clip(np.rint(np.sqrt(area / ratio)), 1, cols).astype(np.intp)
+        top = (rng.random(n) * (rows - height + 1)).astype(np.intp)
+        left = (rng.random(n) * (cols - width + 1)).astype(np.intp)
+        for k in np.flatnonzero(chosen):
+            images[k, top[k]:top[k] + height[k], left[k]:left[k] + width[k]] = 0
 
     def _affine(self, n, rows, cols, rng):
         """Per image ``[a, b, t, c, d, u]``: output pixel ``(i, j)`` samples the input at ``(a i + b j + t,

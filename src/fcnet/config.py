@@ -210,8 +210,8 @@ class TrainConfig:
     batch_norm: bool = _field(False, _flag, "batch normalization after every hidden layer (fcnet.BatchNormalization;"
                               " numpy engine)")
     augment: str | None = _field(None, _optional(_augment), "distort the training images afresh every epoch: "
-                                 "shift, rotate, scale, elastic (Simard's), each with a default strength or as "
-                                 "name=value, e.g. shift=2,rotate=10,elastic=34,sigma=4")
+                                 "shift, rotate, scale, elastic (Simard's), flip, erase (random erasing), each with a "
+                                 "default strength or as name=value, e.g. shift=2,rotate=10,elastic=34,sigma=4")
     l2: float = _field(0.0, _Check(float, lambda v: 0 <= v < math.inf, "a number ≥ 0"),
                        "L2 penalty l2·ΣW² on every layer's weights, added to the loss (Keras' kernel_regularizer)")
     lr_decay: float = _field(1.0, _Check(float, lambda v: 0 < v <= 1, "in (0, 1]"),
