@@ -109,7 +109,8 @@ def build_parser():
 
     compare = sub.add_parser("compare", help="train the same network in fcnet and other frameworks, side by side")
     compare.add_argument("--framework", type=framework_list, default=["torch", "keras"], metavar="NAME[,NAME...]",
-                         help="frameworks to compare with fcnet: torch, keras, jax (default: torch,keras)")
+                         help="frameworks to compare with fcnet: torch, torch-compile, keras, jax, jax-eigen "
+                         "(default: torch,keras)")
     _config_flags(compare, (*NETWORK, *TRAINING), defaults={"epochs": COMPARE_EPOCHS})
 
     evaluate = sub.add_parser("evaluate", help="test loss and accuracy of a saved model")
@@ -194,7 +195,7 @@ def framework_list(text):
 
     unknown = [name for name in names if name not in RUNNERS or name == "fcnet"]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"{text!r}: choose from torch, keras, jax")
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(n for n in RUNNERS if n != 'fcnet')}")
     return names
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from .engines import make_engine
 from .training import train_epoch
 
-__all__ = ["FcnetRunner", "TorchRunner", "KerasRunner", "JaxRunner", "RUNNERS", "make_runner", "NotInstalled"]
+__all__ = ["FcnetRunner", "TorchRunner", "TorchCompileRunner", "KerasRunner", "JaxRunner", "JaxEigenRunner", "RUNNERS",
+           "make_runner", "NotInstalled"]
 
 
 class NotInstalled(Exception):
@@ -168,13 +169,51 @@ class KerasRunner:
         return loss, accuracy
 
 
+def _functional_optimizer(model, contender):
+    """The config of ``model``'s optimizer when a functional contender (:func:`_update`) mirrors it."""
+    c = model.optimizer.get_config()
+    if c["name"] not in ("sgd", "adam") or c.get("epsilon_form", "keras") != "keras" or model.optimizer.options:
+        raise ValueError(f"the {contender} contender has no {c['name']} with {model.optimizer.options or c} (it "
+                         "mirrors plain sgd and adam)")
+    return c
+
+
+def _update(c, sqrt, params, state, grads):
+    """One step of SGD (plain, momentum, Nesterov) or Adam with fcnet's (Keras') formulas, written functionally
+    for JAX and ``torch.compile``: ``state`` is ``(slots, t)`` — the velocities, or Adam's m then v, and the step
+    count — and ``sqrt`` the framework's. Returns ``(params, state)``."""
+    slots, t = state
+    t = t + 1
+    lr = c["learning_rate"]
+    if c["name"] == "adam":
+        b1, b2, eps = c["beta_1"], c["beta_2"], c["epsilon"]
+        n = len(params)
+        m = [b1 * mi + (1 - b1) * g for mi, g in zip(slots[:n], grads)]
+        v = [b2 * vi + (1 - b2) * g * g for vi, g in zip(slots[n:], grads)]
+        step = lr * sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        return [p - step * mi / (sqrt(vi) + eps) for p, mi, vi in zip(params, m, v)], (m + v, t)
+    mu = c["momentum"]
+    if not mu:
+        return [p - lr * g for p, g in zip(params, grads)], (slots, t)
+    vel = [mu * vi - lr * g for vi, g in zip(slots, grads)]
+    if c["nesterov"]:
+        return [p + mu * vi - lr * g for p, vi, g in zip(params, vel, grads)], (vel, t)
+    return [p + vi for p, vi in zip(params, vel)], (vel, t)
+
+
+def _slot_count(c):
+    return 2 if c["name"] == "adam" else 1  # Adam's m and v, or the velocity
+
+
 class JaxRunner:
     """JAX the fastest honest way: the whole epoch is one ``jax.jit`` of a ``lax.scan`` over the batches (the
     last, partial batch by a second compiled step), data resident as float32 in [0, 1], each batch gathered
     inside the step, parameters and optimizer state donated; SGD (plain, momentum, Nesterov) and Adam written
-    with fcnet's (Keras') formulas, so the trajectories match."""
+    with fcnet's (Keras') formulas (:func:`_update`), so the trajectories match. XLA's default CPU settings
+    (its matmuls by XNNPACK/YNNPACK where it chooses); :class:`JaxEigenRunner` makes them with Eigen."""
 
     name = "jax"
+    compiler_options = None
 
     def __init__(self, model, batch_size):
         try:
@@ -182,15 +221,11 @@ class JaxRunner:
             import jax.numpy as jnp
         except ImportError:
             raise NotInstalled("jax") from None
-        c = model.optimizer.get_config()
-        if c["name"] not in ("sgd", "adam") or c.get("epsilon_form", "keras") != "keras" or model.optimizer.options:
-            raise ValueError(f"the JAX contender has no {c['name']} with {model.optimizer.options or c} (it mirrors "
-                             "plain sgd and adam)")
+        c = _functional_optimizer(model, "JAX")
         self.jax, self.jnp, self.batch_size = jax, jnp, batch_size
         self.dtype = jnp.float32 if model.dtype == np.float32 else jnp.float64
         self.params = [jnp.asarray(p) for p in model.parameters]
-        slots = 2 if c["name"] == "adam" else 1  # Adam's m and v, or the velocity; distinct buffers (donated)
-        self.state = ([jnp.zeros_like(p) for _ in range(slots) for p in self.params], 0)
+        self.state = ([jnp.zeros_like(p) for _ in range(_slot_count(c)) for p in self.params], 0)  # distinct: donated
         acts = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "linear": lambda z: z,
                 "leaky_relu": lambda z: jax.nn.leaky_relu(z, 0.2)}
         hidden = [acts[layer.activation.name] for layer in model.layers[:-1]]
@@ -204,30 +239,9 @@ class JaxRunner:
             logp = jax.nn.log_softmax(logits(params, xb))
             return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
 
-        lr = c["learning_rate"]
-
-        def update(params, state, grads):
-            slots, t = state
-            t += 1
-            if c["name"] == "adam":
-                b1, b2, eps = c["beta_1"], c["beta_2"], c["epsilon"]
-                n = len(params)
-                m = [b1 * mi + (1 - b1) * g for mi, g in zip(slots[:n], grads)]
-                v = [b2 * vi + (1 - b2) * g * g for vi, g in zip(slots[n:], grads)]
-                step = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-                params = [p - step * mi / (jnp.sqrt(vi) + eps) for p, mi, vi in zip(params, m, v)]
-                return params, (m + v, t)
-            mu = c["momentum"]
-            if not mu:
-                return [p - lr * g for p, g in zip(params, grads)], (slots, t)
-            vel = [mu * vi - lr * g for vi, g in zip(slots, grads)]
-            if c["nesterov"]:
-                return [p + mu * vi - lr * g for p, vi, g in zip(params, vel, grads)], (vel, t)
-            return [p + vi for p, vi in zip(params, vel)], (vel, t)
-
         def step(params, state, x, y, idx):
             loss, grads = jax.value_and_grad(loss_fn)(params, x[idx], y[idx])
-            params, state = update(params, state, grads)
+            params, state = _update(c, jnp.sqrt, params, state, grads)
             return params, state, loss
 
         def epoch(params, state, x, y, batches):
@@ -237,9 +251,10 @@ class JaxRunner:
             (params, state), losses = jax.lax.scan(body, (params, state), batches)
             return params, state, losses
 
-        self._epoch = jax.jit(epoch, donate_argnums=(0, 1))
-        self._logits = jax.jit(logits)
-        self._step = jax.jit(step, donate_argnums=(0, 1))
+        options = {"compiler_options": self.compiler_options} if self.compiler_options else {}
+        self._epoch = jax.jit(epoch, donate_argnums=(0, 1), **options)
+        self._logits = jax.jit(logits, **options)
+        self._step = jax.jit(step, donate_argnums=(0, 1), **options)
         self._data = None
 
     def _arrays(self, x, y):
@@ -275,7 +290,87 @@ class JaxRunner:
         return float(-logp[np.arange(len(y)), y].mean()), float((logp.argmax(1) == y).mean())
 
 
-RUNNERS = {"fcnet": FcnetRunner, "torch": TorchRunner, "keras": KerasRunner, "jax": JaxRunner}
+class JaxEigenRunner(JaxRunner):
+    """:class:`JaxRunner` with XLA's matmuls made by Eigen instead of XNNPACK/YNNPACK — the faster setting at some
+    shapes on this machine's CPU, so the benchmarks race both."""
+
+    name = "jax-eigen"
+    compiler_options = {"xla_cpu_use_xnnpack": False, "xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+class TorchCompileRunner:
+    """PyTorch 2's compiler on a functional step: the gradients by ``torch.func.grad_and_value``, the update of
+    :func:`_update`, the whole step ``torch.compile``-d (Inductor, fixed shapes: the partial last batch compiles
+    once more), data resident as float32 in [0, 1], each batch gathered inside the step."""
+
+    name = "torch-compile"
+
+    def __init__(self, model, batch_size):
+        try:
+            import torch
+        except ImportError:
+            raise NotInstalled("torch") from None
+        c = _functional_optimizer(model, "torch.compile")
+        self.torch, self.batch_size = torch, batch_size
+        self.dtype = torch.float32 if model.dtype == np.float32 else torch.float64
+        self.params = [torch.from_numpy(p.copy()) for p in model.parameters]  # W as fcnet holds it, (in, out)
+        self.state = ([torch.zeros_like(p) for _ in range(_slot_count(c)) for p in self.params],
+                      torch.zeros((), dtype=torch.float64))  # a tensor: a Python int would recompile every step
+        acts = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "linear": lambda z: z,
+                "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.2)}
+        hidden = [acts[layer.activation.name] for layer in model.layers[:-1]]
+
+        def logits(params, xb):
+            for i, f in enumerate(hidden):
+                xb = f(xb @ params[2 * i] + params[2 * i + 1])
+            return xb @ params[-2] + params[-1]
+
+        def step(params, state, x, y, idx):
+            loss_fn = lambda params: torch.nn.functional.cross_entropy(logits(params, x[idx]), y[idx])  # noqa: E731
+            grads, loss = torch.func.grad_and_value(loss_fn)(params)
+            params, state = _update(c, torch.sqrt, params, state, grads)
+            return params, state, loss
+
+        self._logits = logits
+        self._step = torch.compile(step, dynamic=False)
+        self._data = None
+
+    def _tensors(self, x, y):
+        if self._data is None or self._data[0] is not x:
+            t = self.torch
+            self._data = (x, t.from_numpy(x.reshape(len(x), -1)).to(self.dtype) / 255,
+                          t.from_numpy(y.astype(np.int64)))
+        return self._data[1], self._data[2]
+
+    def train_epoch(self, x, y, order):
+        xt, yt = self._tensors(x, y)
+        order_t = self.torch.from_numpy(order)
+        losses = []
+        start = time.perf_counter()
+        for i in range(0, len(order), self.batch_size):
+            idx = order_t[i:i + self.batch_size]
+            self.params, self.state, loss = self._step(self.params, self.state, xt, yt, idx)
+            losses.append(loss * len(idx))
+        total = float(self.torch.stack(losses).sum())
+        return time.perf_counter() - start, total / len(order)
+
+    def _logits_of(self, x):
+        t = self.torch
+        with t.no_grad():
+            return self._logits(self.params, t.from_numpy(x.reshape(len(x), -1)).to(self.dtype) / 255)
+
+    def predict(self, x):
+        return self.torch.softmax(self._logits_of(x), dim=1).numpy()
+
+    def evaluate(self, x, y):
+        t = self.torch
+        logits = self._logits_of(x)
+        loss = t.nn.functional.cross_entropy(logits, t.from_numpy(y.astype(np.int64))).item()
+        return loss, float((logits.argmax(1).numpy() == y).mean())
+
+
+RUNNERS = {"fcnet": FcnetRunner, "torch": TorchRunner, "torch-compile": TorchCompileRunner, "keras": KerasRunner,
+           "jax": JaxRunner, "jax-eigen": JaxEigenRunner}
 
 
 def make_runner(name, model, batch_size):
