@@ -1,4 +1,5 @@
-"""The seed workload, timed side by side: fcnet, PyTorch eager, the seed 001 class, Keras 3 (if installed).
+"""The seed workload, timed side by side: fcnet, PyTorch eager and torch.compile, JAX (XLA's default matmuls and
+Eigen's), the seed 001 class, Keras 3 (if installed).
 
 ``fcnet`` is the ordinary loop (compiled by Numba, see fcnet.jit); ``fcnet-np`` is the same loop on the
 NumPy reference engine, so the table shows what the compiled helper earns.
@@ -153,7 +154,8 @@ def chart(rows, path):
 
     sgd = [r for r in rows if r["optimizer"] == "sgd"]
     batches = sorted({r["batch_size"] for r in sgd})
-    names = [n for n in ("fcnet", "fcnet-np", "torch", "keras", "seed001") if any(r["contender"] == n for r in sgd)]
+    names = [n for n in ("fcnet", "fcnet-np", "torch", "torch-compile", "jax", "jax-eigen", "keras",
+             "seed001") if any(r["contender"] == n for r in sgd)]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
@@ -227,23 +229,24 @@ def main():
     rows = []
     for batch in map(int, args.batch_sizes.split(",")):
         extra = [numpy_reference] + ([lambda m, b: SeedRunner(m, b, 0.1)] if batch == 64 else [])
-        names = ["fcnet", "torch", "jax", "keras"] if batch == 64 else ["fcnet", "torch", "jax"]
+        names = ["fcnet", "torch", "torch-compile", "jax", "jax-eigen"] + (["keras"] if batch == 64 else [])
         print(f"SGD, batch {batch} ...", flush=True)
         rows += race(names, fcnet.SGD(lr=0.1), batch, args.rounds, data, extra)
     for optimizer in (fcnet.SGD(lr=0.05, momentum=0.9), fcnet.Adam(lr=1e-3)):
         print(f"{optimizer.get_config()['name']}{' momentum' if optimizer.get_config().get('momentum') else ''}, "
               "batch 64 ...", flush=True)
-        rows += race(["fcnet", "torch", "jax"], optimizer, 64, args.rounds, data, [numpy_reference])
+        rows += race(["fcnet", "torch", "torch-compile", "jax", "jax-eigen"], optimizer, 64, args.rounds, data,
+                     [numpy_reference])
     predict = predict_race(data)
     rss = {name: peak_rss_mb(name) for name in ("fcnet", "fcnet-np", "torch", "seed001")}
     busy = contended(data, args.rounds)
 
-    header = (f"{'optimizer':<13} {'batch':>5} {'contender':<8} {'median s':>9} {'min':>7} {'max':>7} "
+    header = (f"{'optimizer':<13} {'batch':>5} {'contender':<13} {'median s':>9} {'min':>7} {'max':>7} "
               f"{'÷ torch':>8} {'GFLOP/s':>8} {'% peak':>7} {'test acc':>8}")
     print("\n" + header + "\n" + "-" * len(header))
     for r in rows:
         ratio = f"{r['ratio_to_torch']:.2f}" if r["ratio_to_torch"] else "—"
-        print(f"{r['optimizer']:<13} {r['batch_size']:>5} {r['contender']:<8} {r['median']:>9.3f} {r['min']:>7.3f} "
+        print(f"{r['optimizer']:<13} {r['batch_size']:>5} {r['contender']:<13} {r['median']:>9.3f} {r['min']:>7.3f} "
               f"{r['max']:>7.3f} {ratio:>8} {r['gflops']:>8.0f} {100 * r['gflops'] / peak:>6.0f}% "
               f"{r['test_accuracy']:>8.4f}")
     print("\npredict 10 000 test images: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in predict.items())

@@ -332,6 +332,9 @@ class TorchCompileRunner:
             return params, state, loss
 
         self._logits = logits
+        # Dynamo keeps the compiled variants of one code object (every runner's step) up to a limit: a benchmark's
+        # rows (networks, optimizers, batch sizes) need more than the default 8, or the later ones run eager.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self._step = torch.compile(step, dynamic=False)
         self._data = None
 
