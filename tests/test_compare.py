@@ -61,6 +61,7 @@ def test_cli_compare_reports_missing_frameworks_and_the_ratio(idx_dir, capsys, m
     assert [(r[0], r[1]) for r in rows] == [("1", "fcnet"), ("1", "torch"), ("2", "fcnet"), ("2", "torch")]
     assert rows[0][3] == rows[1][3]  # the same loss, to the printed digits
     assert "fcnet / torch = " in out
+    assert f"(after the first): fcnet {rows[2][2]}, torch {rows[3][2]};" in out  # the compiling epoch left out
 
 
 def test_unknown_framework_is_a_usage_error():
