@@ -112,7 +112,7 @@ def test_fit_distorts_the_training_images_every_epoch_and_not_the_validation_one
 def test_augment_from_the_cli_is_the_same_on_both_engines_and_resumes_bit_identically(idx_dir, tmp_path):
     pytest.importorskip("numba")
     config = TrainConfig(dataset=f"idx:{idx_dir}", hidden=(16,), epochs=3, batch_size=50, threads=2, dtype="float64",
-                         augment="shift,rotate,elastic")
+                         augment="shift,rotate,elastic,erase")
     runs = [train_run(config.replace(engine=engine), verbose=0) for engine in ("numpy", "numba")]
     for p, q in zip(runs[0].model.parameters, runs[1].model.parameters):
         np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-12)
