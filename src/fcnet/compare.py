@@ -9,6 +9,7 @@ Frameworks are optional and imported here only: a missing one is reported as
 "not installed".
 """
 
+import functools
 import time
 
 import numpy as np
@@ -201,6 +202,14 @@ def _update(c, sqrt, params, state, grads):
     return [p + vi for p, vi in zip(params, vel)], (vel, t)
 
 
+def _logits(hidden, params, xb):
+    """The network's logits, written functionally for JAX and ``torch.compile``: ``hidden`` the hidden layers'
+    activation functions, ``params`` ``[W1, b1, W2, b2, ...]`` with ``W`` of shape (in, out)."""
+    for i, f in enumerate(hidden):
+        xb = f(xb @ params[2 * i] + params[2 * i + 1])
+    return xb @ params[-2] + params[-1]
+
+
 def _slot_count(c):
     return 2 if c["name"] == "adam" else 1  # Adam's m and v, or the velocity
 
@@ -230,10 +239,7 @@ class JaxRunner:
                 "leaky_relu": lambda z: jax.nn.leaky_relu(z, 0.2)}
         hidden = [acts[layer.activation.name] for layer in model.layers[:-1]]
 
-        def logits(params, xb):
-            for i, f in enumerate(hidden):
-                xb = f(xb @ params[2 * i] + params[2 * i + 1])
-            return xb @ params[-2] + params[-1]
+        logits = functools.partial(_logits, hidden)
 
         def loss_fn(params, xb, yb):
             logp = jax.nn.log_softmax(logits(params, xb))
@@ -320,10 +326,7 @@ class TorchCompileRunner:
                 "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.2)}
         hidden = [acts[layer.activation.name] for layer in model.layers[:-1]]
 
-        def logits(params, xb):
-            for i, f in enumerate(hidden):
-                xb = f(xb @ params[2 * i] + params[2 * i + 1])
-            return xb @ params[-2] + params[-1]
+        logits = functools.partial(_logits, hidden)
 
         def step(params, state, x, y, idx):
             loss_fn = lambda params: torch.nn.functional.cross_entropy(logits(params, x[idx]), y[idx])  # noqa: E731
