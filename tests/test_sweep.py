@@ -217,3 +217,19 @@ def test_the_record_sweeps_in_examples_are_valid_three_seed_sweeps(name):
     configs = [parse_trial(t)[1] for t in trials(*load_spec(Path(__file__).parent.parent / "examples" / name))]
     assert sorted(c.seed for c in configs) == [0, 1, 2] and all(c.validation_split == 0 for c in configs)
     assert len({c.replace(seed=0) for c in configs}) == 1  # the seed is all that differs
+
+
+@pytest.mark.parametrize("data", ["mnist", "fashion"])
+def test_each_ablation_variant_changes_one_setting_of_its_record(data):
+    from pathlib import Path
+
+    from fcnet.sweep import load_spec, parse_trial, trials
+
+    def configs(name):
+        spec = load_spec(Path(__file__).parent.parent / "examples" / name)
+        return [parse_trial(t)[1].to_dict() for t in trials(*spec)]
+
+    record = next(c for c in configs(f"{data}_record.toml") if c["seed"] == 0)
+    changed = sorted(sorted(k for k in c if c[k] != record[k]) for c in configs(f"{data}_ablation.toml"))
+    assert changed[0] == [] and all(len(keys) == 1 for keys in changed[1:])  # the record once, then one change each
+    assert {k for keys in changed for k in keys} >= {"augment", "lr_schedule", "batch_norm"}
