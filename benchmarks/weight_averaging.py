@@ -10,6 +10,7 @@ Results: ``benchmarks/results/weight_averaging/``.
     FCNET_DATA=.data python benchmarks/weight_averaging.py cosine cosine.json
     FCNET_DATA=.data SWA_LR=0.004 python benchmarks/weight_averaging.py constant constant_tail.json
 """
+import argparse
 import json
 import math
 import os
@@ -52,13 +53,11 @@ def main(mode, out):
     if mode == "cosine":
         config, schedule = TrainConfig(**BASE, lr_schedule="cosine", epochs=100), []
         starts = (50, 60, 70, 75, 80, 85, 90, 95)
-    elif mode == "constant":
+    else:
         swa_lr, decay = float(os.environ.get("SWA_LR", "0.004")), 80
         config, starts = TrainConfig(**BASE, epochs=120), (60, 70, 80, 90, 100)
         schedule = [LearningRateScheduler(lambda e, lr: swa_lr + (BASE["lr"] - swa_lr) * 0.5 * (
             1 + math.cos(math.pi * min(e, decay) / decay)))]
-    else:
-        raise SystemExit(f"mode must be cosine or constant, not {mode!r}")
     (x, y), _, _ = prepare(config)
     n = int(len(x) * (1 - config.validation_split))
     averages = Averages(list(starts), x[n:], y[n:])
@@ -68,4 +67,8 @@ def main(mode, out):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("cosine", "constant"))
+    parser.add_argument("out")
+    args = parser.parse_args()
+    main(args.mode, args.out)
