@@ -1,6 +1,7 @@
 """One BLAS thread or two, per GEMM shape: every GEMM the speed issue's rows make (784-300-10 and 784-1024-512-10,
-batch 8, 64 and 256: the forward ``x W``, ``δ Wᵀ`` and ``xᵀ δ``), each in a compiled loop of back-to-back calls
-through the OpenBLAS entry point the compiled engine uses, one thread and two in turns, medians of 5 rounds.
+batch 8, 64 and 256: the forward ``x W``, ``δ Wᵀ`` and ``xᵀ δ``, and ``δ Wᵀ``'s transpose ``W δᵀ``, the same
+product the other way round), each in a compiled loop of back-to-back calls through the OpenBLAS entry point the
+compiled engine uses, one thread and two in turns, medians of 5 rounds.
 Run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset. Writes a JSON list of rows to ``--out``.
 
     python benchmarks/gemm_threads.py [--out benchmarks/results/gemm_threads.json]
@@ -31,6 +32,7 @@ def gemms(batch, k, m, rng):
     z, dx, g = np.empty((batch, m), np.float32), np.empty((batch, k), np.float32), np.empty((k, m), np.float32)
     return {f"x W {batch}x{k}x{m}": (False, False, batch, m, k, x, k, w, m, z, m),
             f"d Wt {batch}x{m}x{k}": (False, True, batch, k, m, d, m, w, m, dx, k),
+            f"W dt {batch}x{m}x{k}": (False, True, k, batch, m, w, m, d, m, np.empty((k, batch), np.float32), batch),
             f"xt d {k}x{m} k={batch}": (True, False, k, m, batch, x, k, d, m, g, m)}
 
 
