@@ -7,7 +7,8 @@ permutation each round; after one warm-up epoch each, they take turns round by r
 and each row gives the median seconds per epoch and the median of the per-round ratios to fcnet. fcnet trains
 every batch of an epoch, the partial last one included; the PyTorch graph and JAX train the full batches only
 (60 000 = 937 × 64 + 32 at batch 64). PyTorch eager is timed on at most ``--eager-steps`` steps and scaled to the
-epoch (at batch 8 a full eager epoch takes seconds).
+epoch (at batch 8 a full eager epoch takes seconds). "fcnet cuda gemm head" is the engine with its fused output
+layer kernels switched off (``HEAD_MAX`` 0): the output layer by cuBLAS and the softmax kernel.
 
     python benchmarks/gpu.py --data DIR [--rounds 3] [--out FILE.json] [--ciresan-epochs 30]
 """
@@ -48,11 +49,20 @@ def synchronize():
 
 
 class Fcnet:
-    def __init__(self, model, x, y, batch, tf32=False):
+    """``fused_head=False``: the output layer by cuBLAS and the softmax kernel, as outputs wider than
+    ``fcnet.cuda.HEAD_MAX`` are (the engine before the fused head kernels)."""
+
+    def __init__(self, model, x, y, batch, tf32=False, fused_head=True):
+        from fcnet import cuda
+
         self.model, self.x, self.y = model, x, y
-        self.name = "fcnet cuda tf32" if tf32 else "fcnet cuda"
+        self.name = ("fcnet cuda tf32" if tf32 else "fcnet cuda") + ("" if fused_head else " gemm head")
         os.environ["CUPY_TF32"] = "1" if tf32 else "0"  # read when the engine's cuBLAS handle is made
-        self.engine = make_engine(model, x, y, batch, "cuda")
+        head_max, cuda.HEAD_MAX = cuda.HEAD_MAX, cuda.HEAD_MAX if fused_head else 0
+        try:
+            self.engine = make_engine(model, x, y, batch, "cuda")
+        finally:
+            cuda.HEAD_MAX = head_max
 
     def epoch(self, order):
         return train_epoch(self.engine, self.x, self.y, order)["loss"]
@@ -217,7 +227,8 @@ def main():
 
     for batch in map(int, args.batch_sizes.split(",")):
         contenders = [Fcnet(seed_model(), x, y, batch), Torch(seed_model(), x, y, batch, False, args.eager_steps),
-                      Torch(seed_model(), x, y, batch, True, args.eager_steps), Fcnet(seed_model(), x, y, batch, True)]
+                      Torch(seed_model(), x, y, batch, True, args.eager_steps), Fcnet(seed_model(), x, y, batch, True),
+                      Fcnet(seed_model(), x, y, batch, fused_head=False)]
         try:
             contenders += [Jax(seed_model(), x, y, batch, tf32) for tf32 in (False, True)]
         except ImportError:
@@ -230,7 +241,7 @@ def main():
         rows["fcnet cuda"]["graphs"] = contenders[0].engine.graphs
         report["seed"][batch] = rows
         for name, row in rows.items():
-            print(f"seed batch {batch:4d}  {name:12s} {row['median_s']:.4f} s/epoch  ×{row['ratio_to_fcnet']:.2f}"
+            print(f"seed batch {batch:4d}  {name:20s} {row['median_s']:.4f} s/epoch  ×{row['ratio_to_fcnet']:.2f}"
                   + (f"  busy {row['device_busy']}, graphs {row['graphs']}" if "graphs" in row else ""), flush=True)
 
     for tf32 in (False, True):

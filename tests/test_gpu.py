@@ -38,9 +38,17 @@ def images():
     return synthetic_images(3200, np.random.default_rng(0))
 
 
+@pytest.fixture(params=["fused head", "GEMM head"])
+def head(request, monkeypatch):
+    """The output layer by the fused head kernels, or (HEAD_MAX 0) by cuBLAS and softmax_ce as wider outputs are."""
+    if request.param == "GEMM head":
+        monkeypatch.setattr(cuda, "HEAD_MAX", 0)
+    return request.param == "fused head"
+
+
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 1e-4)])
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_fifty_steps_of_the_lab_network_give_the_numpy_weights(images, optimizer, dtype, rtol):
+def test_fifty_steps_of_the_lab_network_give_the_numpy_weights(images, optimizer, dtype, rtol, head):
     x, y = images  # 3200 images in batches of 64: 50 steps
     models = {engine: lab(dtype, optimizer) for engine in ("numpy", "cuda")}
     for engine, model in models.items():
@@ -59,6 +67,20 @@ def test_the_engine_replays_captured_graphs(images):
     x = model.check_inputs(x)
     engine = cuda.CudaEngine(model, 64, x, model.check_targets(y, len(x)))
     assert engine.graphs is True and engine.chunks == [(0, 50, 64)]  # 3200 rows: one chunk of 50 steps
+    assert engine.head is True  # ten outputs: the fused head kernels
+
+
+@pytest.mark.parametrize("hidden", [(), (12, 9)], ids=["no hidden layer", "two hidden layers"])
+def test_networks_of_other_depths_give_the_numpy_weights(images, hidden, head):
+    x, y = images
+    models = {}
+    for engine in ("numpy", "cuda"):
+        layers = [fcnet.Dense(h, "tanh") for h in hidden] + [fcnet.Dense(10, "softmax")]
+        model = models[engine] = fcnet.Sequential(layers, seed=0, dtype="float64")
+        model.compile(SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=2, batch_size=50, verbose=0, engine=engine)  # 3200 = 64 steps of 50
+    for p, q in zip(models["numpy"].parameters, models["cuda"].parameters):
+        assert_allclose(q, p, rtol=0, atol=1e-10 * np.abs(p).max())
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "linear"])

@@ -4,9 +4,13 @@ The same steps as :mod:`fcnet.jit` (and the NumPy reference it transcribes), wit
 (:mod:`fcnet.coverage`): the training set lives on the GPU as it was given (``uint8`` images stay
 ``uint8``) and each batch is gathered and scaled there; the matrix products are cuBLAS GEMMs on a
 handle of the engine's own (TF32 only where CuPy's own switch ``CUPY_TF32=1`` asks for it); the
-element-wise work is five fused kernels written out below — the batch gather, bias + activation, the
-softmax cross-entropy with its gradient and the batch loss, the activation derivative, and one optimizer
-update of all the parameters that also sums the bias gradients. A layer's weight gradient is computed on
+element-wise work is fused kernels written out below — the batch gather, bias + activation, the softmax
+cross-entropy with its gradient and the batch loss, the activation derivative with the bias gradient, and
+one optimizer update of all the parameters. An output layer of at most :data:`HEAD_MAX` units (a
+classifier's) takes no GEMM: its products are too small to fill a GPU, so two kernels do all its work, one
+warp per row forward (logits, softmax cross-entropy, its gradient) and one warp per input column backward
+(the weight gradient, and the delta and bias gradient of the layer below, the activation derivative
+applied). A layer's weight gradient is computed on
 a side stream while the main one carries the error down to the layer below. A chunk of up to
 :data:`fcnet.coverage.STEP_ROWS` rows of steps is captured once in a CUDA graph and replayed, and the
 next chunk is queued before the last one's losses are read, so the CPU does not pace the GPU.
@@ -35,6 +39,7 @@ from .layers import Dense
 __all__ = ["unavailable", "unsupported", "CudaEngine", "forward_batches", "loss_and_gradients"]
 
 _BLOCK = 256
+HEAD_MAX = 32  # outputs of at most this many units take the fused head kernels (HEAD_MAX in the source)
 _H2D, _D2H, _D2D = 1, 2, 3  # cudaMemcpyKind
 _TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.uint8): "unsigned char"}
 
@@ -91,8 +96,19 @@ __device__ void column_sums(const T* d, int rows, int cols, int j, int ty, int g
     }
 }
 
-// d <- d * f'(z), from the layer's output a (fcnet.activations backward; fcnet.jit._derivative), and the
-// bias gradient of the layer below, db = column sums of the new d. Blocks of 32 columns x 8 row groups.
+// d * f'(z), from the layer's output v = f(z) (fcnet.activations backward; fcnet.jit._derivative).
+template<typename T> __device__ __forceinline__ T derive(T d, T v, int code, T alpha) {
+    switch (code) {
+    case 1: return v > T(0) ? d : T(0);
+    case 2: return v > T(0) ? d : alpha * d;
+    case 3: return d * (v * (T(1) - v));
+    case 4: return d * (T(1) - v * v);
+    default: return d;
+    }
+}
+
+// d <- d * f'(z), from the layer's output a, and the bias gradient of the layer below, db = column sums of
+// the new d. Blocks of 32 columns x 8 row groups.
 template<typename T>
 __global__ void derivative(T* __restrict__ d, const T* __restrict__ a, int rows, int cols, int code, T alpha,
                            T* __restrict__ db) {
@@ -101,14 +117,7 @@ __global__ void derivative(T* __restrict__ d, const T* __restrict__ a, int rows,
     if (j < cols)
         for (int r = ty; r < rows; r += blockDim.y) {
             const long long i = (long long)r * cols + j;
-            const T v = a[i];
-            switch (code) {
-            case 1: d[i] = v > T(0) ? d[i] : T(0); break;
-            case 2: d[i] = v > T(0) ? d[i] : alpha * d[i]; break;
-            case 3: d[i] *= v * (T(1) - v); break;
-            case 4: d[i] *= T(1) - v * v; break;
-            default: break;
-            }
+            d[i] = derive(d[i], a[i], code, alpha);
         }
     __syncthreads();
     column_sums(d, rows, cols, j, ty, (int)blockDim.y, part, db);
@@ -181,6 +190,161 @@ __global__ void softmax_ce(const T* __restrict__ z, const T* __restrict__ b, T* 
             db[j] = sum;
         }
         __syncthreads();
+    }
+}
+
+// The output layer fused, for outputs of at most HEAD_MAX units (a classifier's head): its GEMMs are too
+// small to fill the GPU, so a block takes each row forward and a warp each input column backward, their
+// threads striding over the long dimension. Sums across a warp's lanes are butterfly shuffles, which leave the
+// same result in every lane; every sum is made in a fixed order. Loops over memory are unrolled, so that a
+// thread issues its loads together instead of waiting for each in turn.
+#define HEAD_MAX 32
+#define HEAD_WARPS 8  // head_forward's block: HEAD_WARPS * 32 threads
+
+template<typename T> __device__ __forceinline__ T warp_total(T v) {
+    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// Forward: per row r (a block) the logits z = a[r] W + b (Dense.forward_z), then what softmax_ce computes for
+// the row, lane j of the first warp taking logit j: delta[r] = (softmax - onehot) / rows, the row's loss
+// log(sum e) - (z[label] - top) and whether it is a hit (the first largest logit; NaN counts as the smallest).
+template<typename T>
+__global__ void head_forward(const T* __restrict__ a, const T* __restrict__ w, const T* __restrict__ b, int rows,
+                             int k, int m, const int* __restrict__ y, const long long* __restrict__ order,
+                             T* __restrict__ delta, double* __restrict__ row_loss, int* __restrict__ row_hit) {
+    __shared__ T part[HEAD_WARPS][HEAD_MAX];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const bool in = lane < m;
+    for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+        const int label = warp == 0 ? y[order[r]] : 0;  // loads issued early, used after the sums
+        const T bias = warp == 0 && in ? b[lane] : T(0);
+        T z[HEAD_MAX];
+#pragma unroll
+        for (int j = 0; j < HEAD_MAX; ++j) z[j] = T(0);
+        const T* ar = a + (long long)r * k;
+#pragma unroll 4
+        for (int c = threadIdx.x; c < k; c += blockDim.x) {
+            const T v = ar[c];
+            const T* wc = w + (long long)c * m;
+#pragma unroll
+            for (int j = 0; j < HEAD_MAX; ++j)
+                if (j < m) z[j] += v * wc[j];
+        }
+#pragma unroll
+        for (int j = 0; j < HEAD_MAX; ++j)
+            if (j < m) {
+                const T t = warp_total(z[j]);
+                if (lane == 0) part[warp][j] = t;
+            }
+        __syncthreads();
+        if (warp == 0) {
+            T zj = T(0);
+            if (in) {
+                zj = part[0][lane];
+                for (int g = 1; g < HEAD_WARPS; ++g) zj += part[g][lane];
+                zj += bias;
+            }
+            bool ok = in && !isnan(zj);
+            T top = zj;
+            int best = lane;
+            for (int offset = 16; offset > 0; offset /= 2) {  // the largest (ok, top, -best): one total order
+                const bool o_ok = __shfl_xor_sync(0xffffffffu, (int)ok, offset);
+                const T o_top = __shfl_xor_sync(0xffffffffu, top, offset);
+                const int o_best = __shfl_xor_sync(0xffffffffu, best, offset);
+                if (o_ok != ok ? o_ok : (ok && o_top != top ? o_top > top : o_best < best)) {
+                    ok = o_ok;
+                    top = o_top;
+                    best = o_best;
+                }
+            }
+            const T z0 = __shfl_sync(0xffffffffu, zj, 0), picked = __shfl_sync(0xffffffffu, zj, label);
+            if (isnan(z0)) top = z0;  // a NaN logit must make the loss NaN
+            const T e = in ? T(exp(zj - top)) : T(0);
+            const double s = warp_total((double)e);
+            if (in) delta[(long long)r * m + lane] = (T)(((double)e / s - (lane == label ? 1.0 : 0.0)) / rows);
+            if (lane == 0) {
+                row_loss[r] = log(s) - (double)(picked - top);
+                row_hit[r] = best == label;
+            }
+        }
+        __syncthreads();  // part is written again for the next row
+    }
+}
+
+// Backward: warp c < k takes input column c: the weight gradient dW[c] = sum over rows of a[r, c] delta[r]
+// (Dense.backward's a^T delta), and, when there is a layer below, its delta d_below[r, c] = f'(.) (delta[r] . W[c])
+// and bias gradient db_below[c]. Warp k takes the batch: the bias gradient db (column sums of delta), the mean
+// loss and the hits into loss[0] and hits[0]; a mean loss that is not finite raises *flag.
+template<typename T>
+__global__ void head_backward(const T* __restrict__ a, const T* __restrict__ w, const T* __restrict__ delta, int rows,
+                              int k, int m, T* __restrict__ dw, T* __restrict__ db, int below, T* __restrict__ d_below,
+                              int code, T alpha, T* __restrict__ db_below, const double* __restrict__ row_loss,
+                              const int* __restrict__ row_hit, double* loss, int* hits, int* flag) {
+    const int lane = threadIdx.x & 31, c = (int)((blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5);
+    if (c > k) return;  // whole warps
+    T acc[HEAD_MAX];
+#pragma unroll
+    for (int j = 0; j < HEAD_MAX; ++j) acc[j] = T(0);
+    if (c == k) {
+        double total = 0.0;
+        int hit = 0;
+#pragma unroll 4
+        for (int r = lane; r < rows; r += 32) {
+            const T* dr = delta + (long long)r * m;
+#pragma unroll
+            for (int j = 0; j < HEAD_MAX; ++j)
+                if (j < m) acc[j] += dr[j];
+            total += row_loss[r];
+            hit += row_hit[r];
+        }
+        total = warp_total(total);
+        hit = warp_total(hit);
+#pragma unroll
+        for (int j = 0; j < HEAD_MAX; ++j)
+            if (j < m) acc[j] = warp_total(acc[j]);
+        if (lane == 0) {
+#pragma unroll
+            for (int j = 0; j < HEAD_MAX; ++j)
+                if (j < m) db[j] = acc[j];
+            const double mean = total / rows;
+            *loss = mean;
+            *hits = hit;
+            if (!isfinite(mean)) *flag = 1;
+        }
+        return;
+    }
+    T wc[HEAD_MAX];
+#pragma unroll
+    for (int j = 0; j < HEAD_MAX; ++j) wc[j] = j < m ? w[(long long)c * m + j] : T(0);
+    T bsum = T(0);
+#pragma unroll 4
+    for (int r = lane; r < rows; r += 32) {
+        const T v = a[(long long)r * k + c];
+        const T* dr = delta + (long long)r * m;
+        T s = T(0);
+#pragma unroll
+        for (int j = 0; j < HEAD_MAX; ++j)
+            if (j < m) {
+                const T d = dr[j];
+                acc[j] += v * d;
+                s += d * wc[j];
+            }
+        if (below) {
+            const T g = derive(s, v, code, alpha);
+            d_below[(long long)r * k + c] = g;
+            bsum += g;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < HEAD_MAX; ++j)
+        if (j < m) acc[j] = warp_total(acc[j]);
+    bsum = warp_total(bsum);
+    if (lane == 0) {
+#pragma unroll
+        for (int j = 0; j < HEAD_MAX; ++j)
+            if (j < m) dw[(long long)c * m + j] = acc[j];
+        if (below) db_below[c] = bsum;
     }
 }
 
@@ -272,7 +436,8 @@ def _kernels(dtype, x_dtype):
     cp = _cupy()
     t, x = _TYPES[np.dtype(dtype)], _TYPES[np.dtype(x_dtype)]
     names = {"gather": f"gather<{t}, {x}>", "bias_act": f"bias_act<{t}>", "derivative": f"derivative<{t}>",
-             "softmax_ce": f"softmax_ce<{t}>", "update": f"update<{t}>"}
+             "softmax_ce": f"softmax_ce<{t}>", "head_forward": f"head_forward<{t}>",
+             "head_backward": f"head_backward<{t}>", "update": f"update<{t}>"}
     # No fused multiply-adds: each rounding is the one NumPy makes, so float64 agrees to the last bits.
     module = cp.RawModule(code=_SOURCE, options=("--fmad=false",),
                           name_expressions=tuple(names.values()))
@@ -383,6 +548,7 @@ class CudaEngine:
         self.codes = [ACTIVATIONS.get(type(layer.activation), 0) for layer in layers]
         self.alphas = [dtype.type(getattr(layer.activation, "alpha", 0.0)) for layer in layers]
         self.per_call = max(1, STEP_ROWS // batch_size)
+        self.head = layers[-1].units <= HEAD_MAX
         widths = [layers[0].input_dim] + [layer.units for layer in layers]
         with self.stream:
             # Activations: buffer l is the input of layer l, buffer l + 1 its output; deltas likewise per layer.
@@ -399,6 +565,7 @@ class CudaEngine:
             self.hyper_stage = cp.empty((self.per_call, 3), dtype)
             self.loss_stage = cp.empty(self.per_call, np.float64)
             self.hits_stage = cp.empty(self.per_call, np.int32)
+            self.row_loss, self.row_hits = cp.empty(batch_size, np.float64), cp.empty(batch_size, np.int32)
         self._source = None
         self._load(x, y)
 
@@ -470,18 +637,31 @@ class CudaEngine:
         cols = acts[0].shape[1]
         kern["gather"](_grid2(rows, cols), (_BLOCK,),
                        (self.x, order, i32(rows), i32(cols), self.scale, i32(self.x.dtype == np.uint8), acts[0]))
-        for layer in range(depth):  # forward: Dense.forward_z, the bias and activation fused
+        below = depth - 1 if self.head else depth  # the layers the GEMMs take; the fused head takes the last one
+        for layer in range(below):  # forward: Dense.forward_z, the bias and activation fused
             w = params[2 * layer]
             k, m = w.shape
             gemm(False, False, rows, m, k, acts[layer], w, acts[layer + 1])
             if layer < depth - 1:
                 kern["bias_act"](_grid2(rows, m), (_BLOCK,), (acts[layer + 1], params[2 * layer + 1], i32(rows),
                                                                i32(m), i32(self.codes[layer]), self.alphas[layer]))
-        out = acts[depth].shape[1]
-        kern["softmax_ce"]((1,), (_BLOCK,), (acts[depth], params[-1], deltas[-1], self.y, order, i32(rows), i32(out),
-                                             self.loss_stage[i:], self.hits_stage[i:], self.flag,
-                                             self.bias_grads[-1]))
-        for layer in range(depth - 1, -1, -1):  # backward: Dense.backward
+        if self.head:  # the output layer forward and backward, and the delta of the layer below
+            k, m = params[-2].shape
+            inner = depth > 1
+            kern["head_forward"]((max(1, min(rows, 65535)),), (_BLOCK,), (
+                acts[-2], params[-2], params[-1], i32(rows), i32(k), i32(m), self.y, order, deltas[-1],
+                self.row_loss, self.row_hits))
+            kern["head_backward"]((math.ceil((k + 1) / 8),), (_BLOCK,), (
+                acts[-2], params[-2], deltas[-1], i32(rows), i32(k), i32(m), self.weight_grads[-1],
+                self.bias_grads[-1], i32(inner), deltas[-2 if inner else -1], i32(self.codes[-2] if inner else 0),
+                self.alphas[-2 if inner else -1], self.bias_grads[-2 if inner else -1], self.row_loss, self.row_hits,
+                self.loss_stage[i:], self.hits_stage[i:], self.flag))
+        else:
+            out = acts[depth].shape[1]
+            kern["softmax_ce"]((1,), (_BLOCK,), (acts[depth], params[-1], deltas[-1], self.y, order, i32(rows),
+                                                 i32(out), self.loss_stage[i:], self.hits_stage[i:], self.flag,
+                                                 self.bias_grads[-1]))
+        for layer in range(below - 1, -1, -1):  # backward: Dense.backward
             w = params[2 * layer]
             k, m = w.shape
             side = layer > 0
@@ -494,7 +674,7 @@ class CudaEngine:
                                    i32(self.codes[layer - 1]), self.alphas[layer - 1], self.bias_grads[layer - 1]))
             else:
                 gemm(True, False, k, m, rows, acts[layer], deltas[layer], self.weight_grads[layer])
-        if depth > 1:
+        if below > 1:  # a weight gradient went to the side stream
             self.join.record(self.side)
             self.stream.wait_event(self.join)
         if update:  # the optimizer, on every parameter at once
