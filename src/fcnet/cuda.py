@@ -430,17 +430,20 @@ def _cublas():
     return _libcublas()
 
 
+def kernel_names(dtype, x_dtype):
+    """``{kernel: its instantiation in _SOURCE}`` for model floats ``dtype`` and inputs ``x_dtype``."""
+    t, x = _TYPES[np.dtype(dtype)], _TYPES[np.dtype(x_dtype)]
+    return {"gather": f"gather<{t}, {x}>", "bias_act": f"bias_act<{t}>", "derivative": f"derivative<{t}>",
+            "softmax_ce": f"softmax_ce<{t}>", "head_forward": f"head_forward<{t}>",
+            "head_backward": f"head_backward<{t}>", "update": f"update<{t}>"}
+
+
 @functools.cache
 def _kernels(dtype, x_dtype):
     """The compiled kernels for model floats ``dtype`` and inputs ``x_dtype`` (NVRTC, cached by CuPy on disk)."""
-    cp = _cupy()
-    t, x = _TYPES[np.dtype(dtype)], _TYPES[np.dtype(x_dtype)]
-    names = {"gather": f"gather<{t}, {x}>", "bias_act": f"bias_act<{t}>", "derivative": f"derivative<{t}>",
-             "softmax_ce": f"softmax_ce<{t}>", "head_forward": f"head_forward<{t}>",
-             "head_backward": f"head_backward<{t}>", "update": f"update<{t}>"}
+    names = kernel_names(dtype, x_dtype)
     # No fused multiply-adds: each rounding is the one NumPy makes, so float64 agrees to the last bits.
-    module = cp.RawModule(code=_SOURCE, options=("--fmad=false",),
-                          name_expressions=tuple(names.values()))
+    module = _cupy().RawModule(code=_SOURCE, options=("--fmad=false",), name_expressions=tuple(names.values()))
     return {key: module.get_function(name) for key, name in names.items()}
 
 
