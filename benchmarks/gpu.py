@@ -216,8 +216,15 @@ def main():
     parser.add_argument("--ciresan-epochs", type=int, default=30)
     parser.add_argument("--out")
     args = parser.parse_args()
+    from fcnet import cuda
+
+    if cuda.unavailable():
+        parser.exit(1, f"gpu.py: {cuda.unavailable()}\n")
+    try:
+        import torch
+    except ImportError:
+        parser.exit(1, "gpu.py: PyTorch (with CUDA) is needed for the race: pip install torch\n")
     import cupy
-    import torch
 
     (x, y), (x_test, y_test) = fcnet.datasets.load("mnist", args.data)
     x, x_test = x.reshape(len(x), -1), x_test.reshape(len(x_test), -1)
