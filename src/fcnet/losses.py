@@ -108,7 +108,8 @@ class _Crossentropy(Loss):
         return -(((1 - eps) * y + eps / z.shape[-1]) * logp).sum(axis=-1)
 
     def value_and_grad(self, z, y):
-        # Compiled twins for integer labels: fcnet.jit._crossentropy; the kernel softmax_ce in fcnet.cuda.
+        # Compiled twins for integer labels: fcnet.jit._crossentropy; the kernels head_forward (outputs of at most
+        # 32 units) and softmax_ce in fcnet.cuda.
         n, k = z.shape
         eps = self.label_smoothing
         shifted = z - z.max(axis=-1, keepdims=True)  # every exponent <= 0: no overflow
