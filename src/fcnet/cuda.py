@@ -7,20 +7,20 @@ handle of the engine's own (TF32 only where CuPy's own switch ``CUPY_TF32=1`` as
 element-wise work is fused kernels written out below — the batch gather, bias + activation, the softmax
 cross-entropy with its gradient and the batch loss, the activation derivative with the bias gradient, and
 one optimizer update of all the parameters. An output layer of at most :data:`HEAD_MAX` units (a
-classifier's) takes no GEMM: its products are too small to fill a GPU, so two kernels do all its work, one
-warp per row forward (logits, softmax cross-entropy, its gradient) and one warp per input column backward
+classifier's) takes no GEMM: its products are too small to fill a GPU, so two kernels do all its work, a
+block per row forward (logits, softmax cross-entropy, its gradient) and a warp per input column backward
 (the weight gradient, and the delta and bias gradient of the layer below, the activation derivative
-applied). A layer's weight gradient is computed on
-a side stream while the main one carries the error down to the layer below. A chunk of up to
+applied). A layer's weight gradient is computed on a side stream while the main one carries the error
+down to the layer below. A chunk of up to
 :data:`fcnet.coverage.STEP_ROWS` rows of steps is captured once in a CUDA graph and replayed, and the
 next chunk is queued before the last one's losses are read, so the CPU does not pace the GPU.
 
-The engine contract of :mod:`fcnet.engines` holds: the softmax kernel raises a flag on the GPU when a
-step's loss is not finite, and every update kernel of that step and after it reads the flag and
-changes nothing. The epoch's order is drawn on the host from the model's generator, as on the other
-engines (so a seed gives the same run everywhere), and is uploaded once per epoch. The parameters and
-the optimizer's state are uploaded at the start of each epoch and copied back at its end, so callbacks,
-checkpoints and ``save`` see the model as on any engine.
+The engine contract of :mod:`fcnet.engines` holds: the kernel that sums the batch loss (softmax_ce, or
+head_backward) raises a flag on the GPU when a step's loss is not finite, and every update kernel of that step
+and after it reads the flag and changes nothing. The epoch's order is drawn on the host from the model's
+generator, as on the other engines (so a seed gives the same run everywhere), and is uploaded once per epoch.
+The parameters and the optimizer's state are uploaded at the start of each epoch and copied back at its end,
+so callbacks, checkpoints and ``save`` see the model as on any engine.
 """
 
 import functools
