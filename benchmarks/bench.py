@@ -1,7 +1,7 @@
 """The seed workload, timed side by side: fcnet, PyTorch eager and torch.compile, JAX (XLA's default matmuls and
 Eigen's), the seed 001 class, Keras 3 (if installed).
 
-``fcnet`` is the ordinary loop (compiled by Numba, see fcnet.jit); ``fcnet-np`` is the same loop on the
+``fcnet`` is the ordinary loop (compiled by Numba, see fcnet.engines.numba); ``fcnet-np`` is the same loop on the
 NumPy reference engine, so the table shows what the compiled helper earns.
 
 784-300-10, ReLU/softmax, cross-entropy, SGD lr 0.1, float32, 60 000 Fashion-MNIST images. Every

@@ -25,7 +25,7 @@ import numpy as np
 import fcnet
 from fcnet import blas
 from fcnet.compare import FcnetRunner
-from fcnet.jit import _gemm
+from fcnet.engines.numba_kernels import gemm as _gemm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import blas_info, flop_per_image, lab_model, sgemm_peak  # noqa: E402
@@ -34,7 +34,7 @@ from jax_race import ROWS  # noqa: E402
 
 @numba.njit(cache=True)
 def _gemms_of_an_epoch(gemm, n, batch, one, zero, acts, deltas, weights, grads):
-    """The GEMMs of ``fcnet.jit._steps`` for an epoch of ``n`` rows, in its order, and nothing else."""
+    """The GEMMs of ``fcnet.engines.numba._steps`` for an epoch of ``n`` rows, in its order, and nothing else."""
     depth = len(weights)
     for lo in range(0, n, batch):
         rows = min(batch, n - lo)

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from fcnet import blas
-from fcnet.jit import _gemm
+from fcnet.engines.numba_kernels import gemm as _gemm
 
 
 @numba.njit(cache=True)

@@ -50,10 +50,10 @@ def synchronize():
 
 class Fcnet:
     """``fused_head=False``: the output layer by cuBLAS and the softmax kernel, as outputs wider than
-    ``fcnet.cuda.HEAD_MAX`` are (the engine before the fused head kernels)."""
+    ``fcnet.engines.cuda.HEAD_MAX`` are (the engine before the fused head kernels)."""
 
     def __init__(self, model, x, y, batch, tf32=False, fused_head=True):
-        from fcnet import cuda
+        from fcnet.engines import cuda
 
         self.model, self.x, self.y = model, x, y
         self.name = ("fcnet cuda tf32" if tf32 else "fcnet cuda") + ("" if fused_head else " gemm head")
@@ -216,7 +216,7 @@ def main():
     parser.add_argument("--ciresan-epochs", type=int, default=30)
     parser.add_argument("--out")
     args = parser.parse_args()
-    from fcnet import cuda
+    from fcnet.engines import cuda
 
     if cuda.unavailable():
         parser.exit(1, f"gpu.py: {cuda.unavailable()}\n")

@@ -8,6 +8,24 @@ import pytest
 import fcnet
 from fcnet.datasets import FILES
 from fcnet.idx import write_idx
+from fcnet.optimizers import SGD, Adam, AdamW, RMSprop
+
+# Each registered optimizer, and the variants of its rule the engines write apart (momentum, Nesterov, epsilon forms):
+# tests/engines/test_parity.py checks that every registered name has one.
+OPTIMIZERS = {
+    "sgd": lambda: SGD(0.1),
+    "sgd-momentum": lambda: SGD(0.05, momentum=0.9),
+    "sgd-nesterov": lambda: SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: Adam(0.01),
+    "adam-torch": lambda: Adam(0.01, epsilon_form="torch"),
+    "adamw": lambda: AdamW(0.01),
+    "rmsprop": lambda: RMSprop(0.01),
+    "rmsprop-torch": lambda: RMSprop(0.01, epsilon_form="torch"),
+}
+# How close a compiled engine stays to NumPy, relative to the largest entry: OpenBLAS in both on the CPU; cuBLAS sums
+# in another order on the GPU.
+TOLERANCE = {("numba", "float64"): 1e-12, ("numba", "float32"): 2e-5, ("cuda", "float64"): 1e-10,
+             ("cuda", "float32"): 1e-4}
 
 
 def synthetic_images(n, rng, n_classes=10, side=28):

@@ -36,7 +36,7 @@ def test_the_geometry_of_shifts_and_quarter_turns():
 @pytest.mark.parametrize("shape", [(28, 28), (20, 24)])
 def test_the_compiled_sampler_gives_the_references_bytes(settings, shape):
     pytest.importorskip("numba")
-    from fcnet.jit import sample_bilinear
+    from fcnet.sampler import sample_bilinear
 
     aug, images = parse(settings), digits(300, shape=shape)
     rng = np.random.default_rng(4)

@@ -163,12 +163,11 @@ def test_where_it_may_stand_and_its_settings():
 
 
 def test_the_compiled_engines_refuse_it_and_auto_trains_it_on_numpy():
-    from fcnet.coverage import unsupported
-    from fcnet.engines import choose_engine
+    from fcnet.engines import choose_engine, cuda
 
     model = net("float32")
     x, y, _ = batch(n=64)
-    assert unsupported(model, y) == "batch normalization is not compiled"
+    assert cuda.unsupported(model, y) == "batch normalization is not compiled"
     assert choose_engine(model, y) == "numpy"
 
 

@@ -39,7 +39,7 @@ def test_every_linked_function_exists_where_the_link_points():
 
 def test_every_test_the_document_names_exists():
     named = set(re.findall(r"`(test_\w+)`", DOC.read_text()))
-    defined = {n for p in (ROOT / "tests").glob("test_*.py") for n in _defined(p)}
+    defined = {n for p in (ROOT / "tests").rglob("test_*.py") for n in _defined(p)}
     assert named and named <= defined, named - defined
 
 

@@ -99,13 +99,12 @@ def test_layers_config_saving_and_refusals(tmp_path):
 
 def test_the_cpu_engine_compiles_dropout_and_the_gpu_engine_refuses_it():
     pytest.importorskip("numba")
-    from fcnet.coverage import unsupported
-    from fcnet.engines import choose_engine
+    from fcnet.engines import choose_engine, cuda
 
     x, y, _ = batch(n=64)
     model = net("float32")
-    assert choose_engine(model, y) == "numba"  # tests/test_engines.py compares it with NumPy
-    assert unsupported(model, y, squared_error=False, regularized=False) == "dropout is not compiled"
+    assert choose_engine(model, y) == "numba"  # tests/engines/test_parity.py compares it with NumPy
+    assert cuda.unsupported(model, y) == "dropout is not compiled"
 
 
 def test_onnx_export_of_a_dropout_model_is_its_inference_network(tmp_path):

@@ -12,25 +12,39 @@ import fcnet
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fcnet"
 
 
+def _name(path):
+    """``engines.numba`` for ``fcnet/engines/numba.py``; ``engines`` for ``fcnet/engines/__init__.py``."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def _modules():
-    return {path.stem: ast.parse(path.read_text(), str(path)) for path in sorted(PACKAGE.glob("*.py"))}
+    return {_name(path): (path, ast.parse(path.read_text(), str(path))) for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def _imports(tree):
-    """``(module, names)`` of every relative import in ``tree``, at any depth (lazy imports count)."""
+def _imports(name, path, tree, modules):
+    """``(module, names)`` of every relative import in ``tree``, at any depth (lazy imports count), as package
+    modules: ``from ..layers import Dense`` in ``engines/base.py`` is ``("layers", ["Dense"])``, and ``from . import
+    base`` there is ``("engines.base", [])``."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.append((node.module.split(".")[0], [a.name for a in node.names]))
-            else:  # from . import a, b
-                found += [(a.name, []) for a in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level:
+            where = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+            base = ".".join([*where, *(node.module.split(".") if node.module else [])])
+            names = [a.name for a in node.names]
+            submodules = [f"{base}.{n}".lstrip(".") for n in names if f"{base}.{n}".lstrip(".") in modules]
+            if submodules and len(submodules) == len(names):  # from . import a, b: modules
+                found += [(m, []) for m in submodules]
+            else:
+                found.append((base, names))
     return found
 
 
 def import_graph():
     modules = _modules()
-    return {name: {m for m, _ in _imports(tree) if m in modules and m != name} for name, tree in modules.items()}
+    return {name: {m for m, _ in _imports(name, path, tree, modules) if m in modules and m != name}
+            for name, (path, tree) in modules.items()}
 
 
 def find_cycle(graph):
@@ -59,7 +73,9 @@ def find_cycle(graph):
 
 def test_the_import_graph_is_acyclic():
     graph = import_graph()
-    assert {"model", "training", "engines", "run", "cli", "commands"} <= set(graph)
+    assert {"model", "training", "engines", "engines.base", "engines.numba", "engines.cuda", "run", "cli",
+            "commands"} <= set(graph)
+    assert "engines.base" in graph["engines.numba"] and "layers" in graph["engines.base"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
@@ -71,23 +87,27 @@ def test_the_cycle_finder_finds_cycles():
 def test_no_private_name_is_imported_or_used_across_modules():
     modules = _modules()
     offences = []
-    for name, tree in modules.items():
-        imported_modules = set()
-        for module, names in _imports(tree):
-            offences += [f"{name}: from .{module} import {n}" for n in names if n.startswith("_")]
-            if not names:
-                imported_modules.add(module)
+    for name, (path, tree) in modules.items():
+        imported = set()  # local names bound to a module of this package
+        for module, names in _imports(name, path, tree, modules):
+            offences += [f"{name}: from .{module} import {n}" for n in names
+                         if n.startswith("_") and not n.startswith("__")]
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None:
-                imported_modules.update(a.asname or a.name for a in node.names)
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-                imported_modules.update(a.asname or a.name for a in node.names if a.name in modules)
+            if isinstance(node, ast.ImportFrom) and node.level:
+                imported.update(a.asname or a.name for a in node.names
+                                if any(m == a.name or m.endswith("." + a.name) for m in modules))
         for node in ast.walk(tree):  # module._private, for a module of this package
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in imported_modules and node.attr.startswith("_")
+                    and node.value.id in imported and node.attr.startswith("_")
                     and not node.attr.startswith("__")):
                 offences.append(f"{name}: {node.value.id}.{node.attr}")
     assert not offences, offences
+
+
+def test_no_module_is_over_450_lines():
+    """One module per concept, each readable in one sitting (the CUDA kernels, a .cu file, are not counted)."""
+    long = {name: n for name, (path, _) in _modules().items() if (n := len(path.read_text().splitlines())) > 450}
+    assert not long, long
 
 
 def test_the_core_imports_numpy_only():

@@ -152,17 +152,16 @@ def test_bad_options_are_refused_in_one_line():
 
 def test_the_cpu_engine_compiles_every_option_and_the_gpu_engine_none():
     pytest.importorskip("numba")
-    from fcnet.coverage import unsupported
-    from fcnet.engines import choose_engine
+    from fcnet.engines import choose_engine, cuda
 
     x, y = np.random.default_rng(0).random((64, 6)), np.arange(64) % 3
     for opt in (fcnet.Adam(weight_decay=0.01), optimizers.AdamW(), fcnet.SGD(clipnorm=1.0),
                 fcnet.RMSprop(clipvalue=0.1), fcnet.SGD(global_clipnorm=0.5)):
         model = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=6), fcnet.Dense(3, "softmax")], seed=0)
         model.compile(opt, "sparse_categorical_crossentropy")
-        assert choose_engine(model, y) == "numba"  # tests/test_engines.py compares the weights with NumPy's
+        assert choose_engine(model, y) == "numba"  # tests/engines/test_parity.py compares the weights with NumPy's
         assert model.fit(x, y, epochs=1, verbose=0).engine == "numba"
-        assert "is not compiled" in unsupported(model, y, squared_error=False, regularized=False)
+        assert "is not compiled" in cuda.unsupported(model, y)
 
 
 def test_subnormal_state_is_flushed_and_the_weights_do_not_notice(monkeypatch):

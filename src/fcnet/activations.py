@@ -9,17 +9,17 @@ and a pass over memory per layer. ``backward(da, a, z)`` returns
 overwrite ``da``, which the layer owns. GELU and swish are not monotonic, so
 their derivatives need ``z`` itself (``needs_z``): a layer keeps it apart for
 them. See ``docs/backprop.md``. The compiled
-engine's copies of these formulas are ``fcnet.jit._activate`` (forward, for
-linear, ReLU, leaky ReLU, sigmoid, tanh) and ``fcnet.jit._derivative`` (backward);
-the GPU engine's are the kernels ``activate`` and ``derivative`` in ``fcnet.cuda``.
+engine's copies of these formulas are ``fcnet.engines.numba_kernels.activate`` (forward, for
+linear, ReLU, leaky ReLU, sigmoid, tanh) and ``fcnet.engines.numba_kernels.derivative`` (backward);
+the GPU engine's are the kernels ``activate`` and ``derivative`` in ``fcnet.engines.cuda``.
 """
 
 import numpy as np
 
-from .registry import resolve
+from .registry import Registry
 
 __all__ = ["Activation", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "GELU", "Swish", "get", "NAMES",
-           "erfc"]
+           "REGISTRY", "erfc"]
 
 
 class Activation:
@@ -224,12 +224,11 @@ def _normal_cdf(z):
     return 0.5 * erfc(z * (-1 / np.sqrt(2)))
 
 
-_CLASSES = {cls.name: cls for cls in (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU, Swish)}
-NAMES = tuple(_CLASSES)
+REGISTRY = Registry("activation", (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU, Swish),
+                    aliases={"silu": "swish"})  # silu: PyTorch's name for swish
+NAMES = tuple(REGISTRY)
 
 
 def get(identifier):
     """Return an :class:`Activation` from a name, a config dict, ``None`` (linear) or an instance."""
-    if identifier == "silu":  # PyTorch's name for swish
-        identifier = "swish"
-    return resolve("linear" if identifier is None else identifier, Activation, _CLASSES, "activation")
+    return REGISTRY.get("linear" if identifier is None else identifier, Activation)

@@ -220,7 +220,7 @@ def _sample(images, affine, noise, bases, out=None):
     ``bases`` as :meth:`Augment._displacements` and :meth:`Augment._bases` give them."""
     out = np.empty(images.shape, dtype=np.uint8) if out is None else out
     try:
-        from .jit import sample_bilinear
+        from .sampler import sample_bilinear
     except ImportError:  # no Numba: the NumPy reference
         out[...] = _sample_numpy(images, affine, noise, bases)
         return out

@@ -3,7 +3,7 @@
 NumPy has no in-place ``y ← αx + βy``: ``p -= lr * g`` costs a temporary and
 three passes over memory. BLAS has it (AXPY, AXPBY), called here through
 ``ctypes`` in NumPy's own OpenBLAS — not SciPy's, whose second thread pool
-would fight NumPy's for the cores. The compiled engine (:mod:`fcnet.jit`)
+would fight NumPy's for the cores. The compiled engine (:mod:`fcnet.engines.numba`)
 calls that library's GEMM the same way, through :func:`function`. Where the
 library cannot be found (a NumPy built against another BLAS),
 :data:`AVAILABLE` is False and callers use the NumPy expressions, which stay

@@ -3,7 +3,7 @@
 A callback implements any of ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``,
 ``on_batch_end(batch, logs)``, ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)``, as in Keras;
 ``fit`` sets ``callback.model`` first. :class:`History` runs last, so it records what the others add
-to ``logs``. What a callback sees on each engine is stated in :mod:`fcnet.engines`.
+to ``logs``. What a callback sees on each engine is stated in :mod:`fcnet.engines.base`.
 """
 
 import csv

@@ -22,12 +22,17 @@ import json
 
 import numpy as np
 
+from .engines.base import Support, unsupported
 from .errors import FcnetError
 
-__all__ = ["to_onnx", "export_onnx", "OPSET"]
+__all__ = ["to_onnx", "export_onnx", "OPSET", "SUPPORT"]
 
 OPSET = 17
-_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
+# What is exported: each activation's ONNX form (see _Graph.network), and batch normalization's inference form.
+_ACTIVATIONS = {"linear": "", "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax",
+                "leaky_relu": "Max(z, αz)", "gelu": "z (1 + Erf(z/√2)) / 2", "swish": "z Sigmoid(z)"}
+SUPPORT = Support("onnx", hidden=_ACTIVATIONS, outputs=_ACTIVATIONS, losses={}, optimizers=frozenset(),
+                  options=frozenset({"batch_norm"}), verb="exported")
 
 
 def _onnx():
@@ -49,6 +54,9 @@ def to_onnx(model):
         raise FcnetError("export needs a built model (train it, or call build(n_inputs))")
     if model.dtype not in (np.float32, np.float64):
         raise FcnetError(f"ONNX has no type for {model.dtype} weights: use astype('float32') first")
+    reason = unsupported(model, None, SUPPORT, training=False)
+    if reason:
+        raise FcnetError(f"cannot export this model to ONNX: {reason}")
     elem = TensorProto.FLOAT if model.dtype == np.float32 else TensorProto.DOUBLE
     spec = spec_of(model)
     graph = _Graph(model.dtype, "" if spec is None else "fcnet/")
@@ -130,9 +138,9 @@ class _Graph:
                 current = self.node("Mul", [half_z, one_plus], self.name(f"a{i + 1}"))
             elif name == "swish":
                 current = self.node("Mul", [current, self.node("Sigmoid", [current])], self.name(f"a{i + 1}"))
-            elif name in _OPS:
+            elif name != "linear":  # one ONNX operator; to_onnx refused any name SUPPORT does not list
                 extra = {"axis": -1} if name == "softmax" else {}
-                current = self.node(_OPS[name], [current], self.name(f"a{i + 1}"), **extra)
+                current = self.node(_ACTIVATIONS[name], [current], self.name(f"a{i + 1}"), **extra)
             if layer.batch_norm is not None:  # inference: the moving averages folded into one affine map
                 scale, shift = layer.batch_norm.affine()
                 scaled = self.node("Mul", [current, self.constant(f"bn_scale{i + 1}", scale)], self.name(f"s{i + 1}"))

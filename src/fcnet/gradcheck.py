@@ -116,7 +116,7 @@ def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE, engi
         A parameter passes when its relative error is below ``tol``.
     engine : {"numpy", "cuda"}
         Who computes the analytic gradients: the layers' own backward passes, or the CUDA engine's kernels
-        on the GPU (:func:`fcnet.cuda.loss_and_gradients`), in float64 either way.
+        on the GPU (:func:`fcnet.engines.cuda.loss_and_gradients`), in float64 either way.
 
     Returns
     -------
@@ -127,7 +127,7 @@ def gradcheck(model, x, y, eps=1e-6, max_entries=64, seed=0, tol=TOLERANCE, engi
     x = x / 255.0 if x.dtype == np.uint8 else np.asarray(x, dtype=np.float64)
     double = model.astype("float64")
     if engine == "cuda":
-        from .cuda import loss_and_gradients
+        from .engines.cuda import loss_and_gradients
 
         _, grads = loss_and_gradients(double, x, y)
     elif engine == "numpy":

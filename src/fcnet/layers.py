@@ -265,7 +265,7 @@ class Dense:
         if training and self.dropout:
             self.mask = self.fixed_mask if self.fixed_mask is not None else self._draw_mask(n)
             x = np.multiply(x, self.mask, out=self._buffer("dropped", n, self.input_dim))
-        # The compiled twin (fcnet.jit): the forward GEMM in _steps, then bias and activation in _activate.
+        # The compiled twin (fcnet.engines.numba): the forward GEMM in _steps, then bias and activation in _activate.
         z = np.matmul(x, self.params["W"], out=self._buffer("z", n, self.units) if training else None)
         z += self.params["b"]
         if activate:  # at inference z is kept too: a fused loss (evaluate) reads the logits
@@ -313,7 +313,7 @@ class Dense:
         x, a, z = self._cache
         if self.batch_norm is not None:
             dout = self.batch_norm.backward(dout)
-        # The compiled twin (fcnet.jit): _derivative, then the bias loop and the three GEMMs in _steps.
+        # The compiled twin (fcnet.engines.numba): _derivative, then the bias loop and the three GEMMs in _steps.
         delta = dout if wrt_z else self.activation.backward(dout, a, z)
         np.matmul(x.T, delta, out=self.grads["W"])
         if self.kernel_regularizer is not None:

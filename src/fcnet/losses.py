@@ -17,7 +17,7 @@ cross-entropy is fused with a sigmoid output the same way:
 import numpy as np
 
 from .activations import Sigmoid
-from .registry import resolve
+from .registry import Registry
 
 __all__ = [
     "Loss",
@@ -31,6 +31,7 @@ __all__ = [
     "get",
     "NAMES",
     "REGRESSION",
+    "REGISTRY",
 ]
 
 
@@ -108,8 +109,8 @@ class _Crossentropy(Loss):
         return -(((1 - eps) * y + eps / z.shape[-1]) * logp).sum(axis=-1)
 
     def value_and_grad(self, z, y):
-        # Compiled twins for integer labels: fcnet.jit._crossentropy; the kernels head_forward (outputs of at most
-        # 32 units) and softmax_ce in fcnet.cuda.
+        # Compiled twins for integer labels: fcnet.engines.numba_kernels.crossentropy; the kernels head_forward (outputs
+        # of at most 32 units) and softmax_ce in fcnet.engines.cuda.
         n, k = z.shape
         eps = self.label_smoothing
         shifted = z - z.max(axis=-1, keepdims=True)  # every exponent <= 0: no overflow
@@ -200,7 +201,7 @@ class MeanSquaredError(_Elementwise):
         return diff * diff
 
     def derivative(self, out, t):
-        # Compiled twin for float targets: fcnet.jit._squared_error.
+        # Compiled twin for float targets: fcnet.engines.numba_kernels.squared_error.
         diff = out - t
         diff *= 2
         return diff
@@ -277,22 +278,17 @@ class BinaryCrossentropy(_Elementwise):
         return {"name": self.name, "from_logits": self.from_logits}
 
 
-_CLASSES = {
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "binary_crossentropy": BinaryCrossentropy,
-    "mse": MeanSquaredError,
-    "mae": MeanAbsoluteError,
-    "huber": Huber,
-}
-_ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae", "huber_loss": "huber",
-            "crossentropy": "sparse_categorical_crossentropy"}
+REGISTRY = Registry(
+    "loss", (SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError,
+             MeanAbsoluteError, Huber),
+    aliases={"mean_squared_error": "mse", "mean_absolute_error": "mae", "huber_loss": "huber",
+             "crossentropy": "sparse_categorical_crossentropy"})
 REGRESSION = ("mse", "mae", "huber")  # the losses that read the output as it is
-NAMES = tuple(_CLASSES)
+NAMES = tuple(REGISTRY)
 
 
 def get(identifier):
     """Return a :class:`Loss` from a name, a config dict or an instance."""
     if isinstance(identifier, dict) and identifier.get("name") in ("mse", "mean_squared_error"):
         identifier = {k: v for k, v in identifier.items() if k != "from_logits"}  # the output is compared as is
-    return resolve(identifier, Loss, _CLASSES, "loss", _ALIASES)
+    return REGISTRY.get(identifier, Loss)

@@ -8,16 +8,16 @@ a whole run. ``uint8`` inputs are taken to be 8-bit images and are scaled to
 
 import collections
 import math
-import warnings
 
 import numpy as np
 
+from . import checks, serialization, training
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
-from . import serialization, training
 from .errors import DataError
 from .layers import BatchNormalization, Dense, Dropout
 from .metrics import count_correct
+from .summary import summary_text
 
 __all__ = ["Sequential", "Evaluation"]
 
@@ -192,55 +192,12 @@ class Sequential:
     # -- data checks (the training engines and evaluate/predict use these) ------------------------------------
 
     def check_inputs(self, x):
-        """Return ``x`` as a 2-D array (trailing axes flattened), building the model from its width if needed.
-
-        Raises
-        ------
-        ValueError
-            Fewer than 2 dimensions, the wrong width, a non-numeric dtype, or NaN/infinite values.
-        """
-        x = np.asarray(x)
-        if x.ndim < 2:
-            raise ValueError(f"inputs need shape (n_samples, n_features), got {x.shape}")
-        x = x.reshape(len(x), -1)
-        if not self.built:
-            self.build(x.shape[1])
-        if x.shape[1] != self.input_dim:
-            raise ValueError(f"inputs have {x.shape[1]} features but the model expects {self.input_dim}")
-        if x.dtype.kind not in "uif":
-            raise ValueError(f"inputs must be numbers, got dtype {x.dtype}")
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            raise ValueError("inputs contain NaN or infinite values")
-        if x.dtype.kind in "iu" and x.dtype != np.uint8 and x.size and x.max() > 1:
-            warnings.warn(f"inputs are {x.dtype} integers up to {x.max()} and are used as they are: only uint8 "
-                          "images are scaled to [0, 1]; pass np.asarray(x, dtype=np.uint8) for 8-bit pixels, or "
-                          "floats", stacklevel=3)
-        return x
+        """``x`` as a 2-D array, the model built from its width if needed (:func:`fcnet.checks.check_inputs`)."""
+        return checks.check_inputs(self, x)
 
     def check_targets(self, y, n):
-        """Return targets as integer labels ``(n,)`` or a float matrix ``(n, n_out)``, after range checks."""
-        y = np.asarray(y)
-        if len(y) != n:
-            raise ValueError(f"{n} inputs but {len(y)} targets")
-        n_out = self.output_dim
-        if y.ndim == 2 and y.shape[1] == 1 and self.loss.sparse:
-            y = y[:, 0]
-        if y.ndim == 1 and not (self.loss.elementwise and n_out == 1):
-            if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
-                raise ValueError("class labels must be integers")
-            if n and (y.min() < 0 or y.max() >= n_out):
-                raise ValueError(f"labels must lie in 0..{n_out - 1}, found {y.min()}..{y.max()}")
-            return y.astype(np.intp)
-        if self.loss.sparse:
-            raise ValueError(f"{self.loss.name} takes integer labels of shape (n,), got shape {y.shape}")
-        y = y.reshape(n, -1).astype(self.dtype)
-        if y.shape[1] != n_out:
-            raise ValueError(f"targets have {y.shape[1]} columns but the model has {n_out} outputs")
-        if not np.isfinite(y).all():
-            raise ValueError("targets contain NaN or infinite values")
-        if self.loss.fused == "sigmoid" and y.size and (y.min() < 0 or y.max() > 1):
-            raise ValueError(f"{self.loss.name} targets must lie in [0, 1], found {y.min():g}..{y.max():g}")
-        return y
+        """Targets as integer labels ``(n,)`` or floats ``(n, n_out)`` (:func:`fcnet.checks.check_targets`)."""
+        return checks.check_targets(self, y, n)
 
     def to_float(self, x, out=None):
         """One batch as model-dtype floats; ``uint8`` images are scaled to [0, 1] (into ``out`` if given)."""
@@ -313,7 +270,7 @@ class Sequential:
     def train_on_batch(self, x, y):
         """One training step on a float batch and checked targets; returns ``(loss, output)``.
 
-        The engine contract (:mod:`fcnet.engines`): compute the loss, check it, then update. A loss that
+        The engine contract (:mod:`fcnet.engines.base`): compute the loss, check it, then update. A loss that
         is NaN or infinite is returned with no parameter and no optimizer state changed. Updates happen
         after the whole backward pass, so every ``dx`` used the old weights.
         """
@@ -359,7 +316,7 @@ class Sequential:
     def _outputs(self, x, batch_size, engine):
         """``(start, loss input, output)`` per batch of checked inputs: on the CPU, or on the GPU (``"cuda"``)."""
         if engine == "cuda":
-            from .cuda import forward_batches
+            from .engines.cuda import forward_batches
 
             yield from forward_batches(self, x, batch_size)
             return
@@ -377,7 +334,7 @@ class Sequential:
 
         Returns an :class:`Evaluation` named tuple, or ``{"loss": ..., "accuracy": ...}`` with ``return_dict``
         (Keras' form). ``verbose`` ≥ 1 also prints them in one line. ``engine="cuda"`` runs the forward
-        passes on the GPU (:mod:`fcnet.cuda`).
+        passes on the GPU (:mod:`fcnet.engines.cuda`).
         """
         self.require_compiled()
         x = self.check_inputs(x)
@@ -399,7 +356,7 @@ class Sequential:
         """The network's output for ``x``: class probabilities for a softmax output, logits for a linear one.
 
         ``verbose`` is accepted for Keras' signature; predicting prints nothing. ``engine="cuda"`` runs the
-        forward passes on the GPU (:mod:`fcnet.cuda`).
+        forward passes on the GPU (:mod:`fcnet.engines.cuda`).
 
         Returns
         -------
@@ -432,31 +389,10 @@ class Sequential:
     # -- description and files -------------------------------------------------------------------------------
 
     def summary(self, print_fn=print):
-        """Print (through ``print_fn``) a Keras-style table of layers, output shapes and parameters. Returns None
-        when printing to stdout, as Keras does (a notebook shows the table once), else the table's text."""
-        rows = [("Layer (type)", "Output Shape", "Activation", "Param #")]
-        for i, layer in enumerate(self.layers):
-            n = layer.params["W"].size + layer.params["b"].size if self.built else 0
-            if layer.dropout:
-                rows.append((f"dropout_{i} (Dropout)", f"(None, {layer.input_dim})", f"rate {layer.dropout:g}", "0"))
-            rows.append((f"{layer.name or f'dense_{i}'} (Dense)", f"(None, {layer.units})",
-                         layer.activation.name, f"{n:,}"))
-            if layer.batch_norm is not None:
-                rows.append((f"batch_normalization_{i} (BatchNormalization)", f"(None, {layer.units})", "",
-                             f"{4 * layer.units:,}"))
-        widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
-        rule = "─" * sum(widths)
-
-        def fmt(row):
-            return "".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-
-        total, trained = self.count_params(), sum(p.size for p in self.parameters)
-        counts = [f"Total params: {total:,}"]
-        if total > trained:
-            counts += [f"Trainable params: {trained:,}", f"Non-trainable params: {total - trained:,}"]
-        lines = [f'Model: "{self.name}"', rule, fmt(rows[0]), rule, *map(fmt, rows[1:]), rule, *counts,
-                 f"Input: (None, {self.input_dim})", f"dtype: {self.dtype}"]
-        text = "\n".join(lines)
+        """Print (through ``print_fn``) a Keras-style table of layers, output shapes and parameters
+        (:func:`fcnet.summary.summary_text`). Returns None when printing to stdout, as Keras does (a notebook shows
+        the table once), else the table's text."""
+        text = summary_text(self)
         print_fn(text)
         return None if print_fn is print else text
 
@@ -481,24 +417,15 @@ class Sequential:
 
     def save_weights(self, path):
         """Write only the weights (:attr:`weights`) to an ``.npz`` file, as Keras' ``save_weights``."""
-        from .files import atomic_write
-
-        arrays = {f"param_{i}": p for i, p in enumerate(self.weights)}
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        serialization.write_weights(path, self.weights)
 
     def load_weights(self, path):
-        """Read parameters written by :meth:`save_weights` into this model (same architecture), in place.
-
-        Raises
-        ------
-        DataError
-            Not such a file, or arrays that do not fit this model.
-        """
+        """Read parameters written by :meth:`save_weights` into this model (same architecture), in place;
+        :class:`~fcnet.errors.DataError` if they do not fit."""
+        weights = serialization.read_weights(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                weights = [data[f"param_{i}"] for i in range(len(data.files))]
             self.set_weights(weights)
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except ValueError as exc:
             raise DataError(f"{path}: cannot load these weights into this model ({exc})") from None
 
     def export_onnx(self, path):

@@ -5,8 +5,8 @@ lazily the first time a parameter is seen and is keyed by that parameter, so
 one optimizer can serve any list of arrays, as in Keras' ``apply_gradients``.
 Updates are in place, written as BLAS AXPY/AXPBY (``y ← αx + βy`` in one
 pass, no temporaries) and in-place ufuncs. Each rule's compiled twin is
-``fcnet.jit._update`` (plain SGD's weight update is the β = 1 GEMM in
-``fcnet.jit._steps``), and on the GPU the kernel ``update`` in ``fcnet.cuda``.
+``fcnet.engines.numba_kernels.update`` (plain SGD's weight update is the β = 1 GEMM in
+``fcnet.engines.numba._steps``), and on the GPU the kernel ``update`` in ``fcnet.engines.cuda``.
 Defaults are Keras'; the update rules and how they map to ``torch.optim`` are
 in ``docs/backprop.md``.
 
@@ -16,17 +16,17 @@ Every optimizer also takes Keras' options (keyword-only, off by default), applie
 ``g · c / max(‖g‖, c)``, as ``tf.clip_by_norm``), ``global_clipnorm`` (the same over all arrays together)
 and ``weight_decay``, decoupled (Loshchilov & Hutter): ``p ← p · (1 − lr · weight_decay)`` before the step, as
 Keras and ``torch.optim.AdamW`` do. :class:`AdamW` is Adam with ``weight_decay=0.004`` (Keras' default). These
-all run on the NumPy engine; the compiled CPU engine also runs weight decay (``fcnet.coverage`` says what
-each compiled engine refuses).
+all run on the NumPy engine; the compiled CPU engine also runs weight decay (each engine's ``SUPPORT`` lists what
+it covers).
 """
 
 import numpy as np
 
 from . import schedules
 from .blas import axpby, axpy
-from .registry import resolve
+from .registry import Registry
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "NAMES", "OPTIONS"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "NAMES", "OPTIONS", "REGISTRY"]
 
 OPTIONS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
 FLUSH_EVERY = 16  # steps between flushes of subnormal state (see Optimizer.apply_gradients)
@@ -120,7 +120,8 @@ class Optimizer:
             self._flush(param for _, param in pairs)
 
     def _flush(self, params):
-        """State below the smallest normal number becomes 0, as in the compiled engine (``fcnet.jit._flush``).
+        """State below the smallest normal number becomes 0, as in the compiled engine
+        (``fcnet.engines.numba_kernels.flush``).
 
         Momentum and Adam's first moment decay geometrically where a gradient stays 0 (inputs that are
         always 0, dead units), into subnormal numbers, on which x86 arithmetic is ~100× slower: a
@@ -203,8 +204,8 @@ class SGD(Optimizer):
         self.slot_names = ("velocity",) if self.momentum else ()
 
     def _update(self, param, grad, state):
-        # Compiled twins: fcnet.jit._update, rules SGD, MOMENTUM, NESTEROV (plain SGD on a weight matrix
-        # is the β = 1 GEMM in fcnet.jit._steps); rules 0-2 of the kernel update in fcnet.cuda.
+        # Compiled twins: fcnet.engines.numba_kernels.update, rules SGD, MOMENTUM, NESTEROV (plain SGD on a weight
+        # matrix is the β = 1 GEMM in fcnet.engines.numba._steps); rules 0-2 of the kernel update in fcnet.engines.cuda.
         if not self.momentum:
             axpy(param, grad, -self.learning_rate)
             return
@@ -244,7 +245,8 @@ class Adam(Optimizer):
         self.epsilon_form = _epsilon_form(epsilon_form)
 
     def _update(self, param, grad, state):
-        # Compiled twins: fcnet.jit._update, rule ADAM; rule 3 of the kernel update in fcnet.cuda.
+        # Compiled twins: fcnet.engines.numba_kernels.update, rule ADAM; rule 3 of the kernel update in
+        # fcnet.engines.cuda.
         m, v, t, tmp = state["m"], state["v"], self.iterations, self._scratch(param)
         axpby(m, grad, 1 - self.beta_1, self.beta_1)
         axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.beta_2, self.beta_2)
@@ -295,7 +297,8 @@ class RMSprop(Optimizer):
         self.epsilon_form = _epsilon_form(epsilon_form)
 
     def _update(self, param, grad, state):
-        # Compiled twins: fcnet.jit._update, rule RMSPROP; rule 4 of the kernel update in fcnet.cuda.
+        # Compiled twins: fcnet.engines.numba_kernels.update, rule RMSPROP; rule 4 of the kernel update in
+        # fcnet.engines.cuda.
         v, tmp = state["velocity"], self._scratch(param)
         axpby(v, np.multiply(grad, grad, out=tmp), 1 - self.rho, self.rho)
         if self.epsilon_form == "keras":
@@ -312,10 +315,10 @@ class RMSprop(Optimizer):
         return self._with_options(config)
 
 
-_CLASSES = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
-NAMES = tuple(_CLASSES)
+REGISTRY = Registry("optimizer", (SGD, Adam, AdamW, RMSprop))
+NAMES = tuple(REGISTRY)
 
 
 def get(identifier):
     """Return an :class:`Optimizer` from a name (Keras defaults), a config dict or an instance."""
-    return resolve(identifier, Optimizer, _CLASSES, "optimizer")
+    return REGISTRY.get(identifier, Optimizer)

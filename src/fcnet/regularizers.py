@@ -2,7 +2,7 @@
 
 :class:`L2` adds ``λ Σ W²`` to the loss and ``2 λ W`` to the kernel's gradient (the biases are not
 penalised, as in Keras and scikit-learn). Only the NumPy engine applies it; the compiled engines leave a
-regularised model to it (:mod:`fcnet.coverage`).
+regularised model to it (:mod:`fcnet.engines.base`).
 """
 
 import math

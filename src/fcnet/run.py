@@ -274,7 +274,7 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
     if out is not None and out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file, not a run folder")
     if config.engine == "cuda":  # before the data is read or fetched: no GPU, no point
-        from . import cuda
+        from .engines import cuda
 
         if cuda.unavailable():
             raise ValueError(f"engine 'cuda' cannot train here: {cuda.unavailable()}")

@@ -16,10 +16,10 @@ the rate changes only between epochs.
 
 import math
 
-from .registry import resolve
+from .registry import Registry
 
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay", "OneCycle", "get",
-           "per_epoch", "NAMES"]
+           "per_epoch", "NAMES", "REGISTRY"]
 
 
 def _number(name, value, low=0.0, strict=True):
@@ -124,13 +124,13 @@ class OneCycle(LearningRateSchedule):
         return high + (low - high) / 2 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
-_CLASSES = {cls.name: cls for cls in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay, OneCycle)}
+REGISTRY = Registry("learning-rate schedule", (ExponentialDecay, PiecewiseConstantDecay, CosineDecay, OneCycle))
 NAMES = ("cosine", "step", "exp", "onecycle")  # fcnet train --lr-schedule
 
 
 def get(identifier):
     """A schedule from an instance or a config dict ``{"name": ..., **arguments}``."""
-    return resolve(identifier, LearningRateSchedule, _CLASSES, "learning-rate schedule")
+    return REGISTRY.get(identifier, LearningRateSchedule)
 
 
 def per_epoch(kind, lr, epochs, warmup=0):

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import DataError
 from .files import atomic_write
 
-__all__ = ["write_model_file", "read_model_file", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["write_model_file", "read_model_file", "write_weights", "read_weights", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "fcnet-model"
 FORMAT_VERSION = 1
@@ -60,3 +60,24 @@ def read_model_file(path):
         raise DataError(f"{path}: unknown model format version {config.get('format_version')!r} "
                         f"(this fcnet reads version {FORMAT_VERSION})")
     return config, arrays
+
+
+def write_weights(path, weights):
+    """Only the weight arrays, as ``param_0, param_1, ...`` in an ``.npz`` file (Keras' ``save_weights``)."""
+    arrays = {f"param_{i}": p for i, p in enumerate(weights)}
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def read_weights(path):
+    """The arrays :func:`write_weights` wrote, in order.
+
+    Raises
+    ------
+    DataError
+        Not such a file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return [data[f"param_{i}"] for i in range(len(data.files))]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DataError(f"{path}: cannot load these weights into this model ({exc})") from None

@@ -1,7 +1,7 @@
 """The training loop, ``History`` and callbacks, kept apart from the layers.
 
-:func:`fit` checks the data, builds the engine once (:mod:`fcnet.engines`, which
-also states what an engine must do), and for every epoch draws a permutation
+:func:`fit` checks the data, builds the engine once (:mod:`fcnet.engines`; :mod:`fcnet.engines.base`
+states what an engine must do), and for every epoch draws a permutation
 from the model's generator and runs :func:`train_epoch`. ``loss`` and
 ``accuracy`` of an epoch are the means over its batches as they were trained
 (Keras' convention); validation metrics are computed after the epoch.
@@ -9,6 +9,7 @@ from the model's generator and runs :func:`train_epoch`. ``loss`` and
 """
 
 import math
+import sys
 import time
 
 import numpy as np
@@ -55,7 +56,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
         Epoch to start from (resuming a run): trains epochs ``initial_epoch .. epochs - 1``.
     engine : {"auto", "numpy", "numba", "cuda"}
         Who runs the steps (:func:`fcnet.engines.choose_engine`), chosen once for the whole fit;
-        ``history.engine`` records the choice. With ``"cuda"`` the validation data is evaluated on the GPU too.
+        ``history.engine`` records the choice (``history.engine_note`` why ``"auto"`` fell back to NumPy, said on
+        stderr unless ``verbose=0``). With ``"cuda"`` the validation data is evaluated on the GPU too.
     class_weight : dict, optional
         ``{class: weight}``: each example's loss (and gradient) is multiplied by its class's weight, as in
         Keras (classes not named weigh 1). Integer labels only; trains on the NumPy engine.
@@ -104,7 +106,9 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
             f"; these inputs are {x.dtype}" if x.dtype != np.uint8 else "; not with engine 'cuda'"))
 
     history = History()
-    history.engine, history.threads = runner.name, blas_threads.threads
+    history.engine, history.engine_note, history.threads = runner.name, runner.note, blas_threads.threads
+    if runner.note and verbose != 0:  # "auto" fell back to NumPy: say why, once
+        print(f"fcnet: training on NumPy: {runner.note}", file=sys.stderr)
     # History last, as in Keras: it sees what the others add.
     callbacks = [*progress_callbacks(verbose, epochs, steps), *(callbacks or []), history]
     for cb in callbacks:

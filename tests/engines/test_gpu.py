@@ -1,7 +1,8 @@
-"""The CUDA engine (fcnet.cuda) on a GPU: what tests/test_engines.py does not already run on every engine.
+"""The CUDA engine (fcnet.engines.cuda) on a GPU: what tests/engines/test_contract.py and test_parity.py do not
+already run on every engine.
 
 Skipped where CuPy or a GPU is missing. Run on a GPU machine with ``PYTHONPATH=src python3 -m pytest
-tests/test_engines.py tests/test_gpu.py``.
+tests/engines``.
 """
 
 import warnings
@@ -12,8 +13,8 @@ from conftest import synthetic_images
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fcnet
-from fcnet import cuda
 from fcnet.callbacks import Callback
+from fcnet.engines import cuda
 from fcnet.gradcheck import biases_off_the_kinks, gradcheck
 from fcnet.optimizers import SGD, Adam, RMSprop
 
