@@ -163,11 +163,13 @@ def test_where_it_may_stand_and_its_settings():
 
 
 def test_the_compiled_engines_refuse_it_and_auto_trains_it_on_numpy():
-    from fcnet.engines import choose_engine, cuda
+    pytest.importorskip("numba")
+    from fcnet.engines import choose_engine, cuda, numba
 
     model = net("float32")
     x, y, _ = batch(n=64)
-    assert cuda.unsupported(model, y) == "batch normalization is not compiled"
+    assert numba.unsupported(model, y) == "batch normalization is not compiled"
+    assert cuda.unsupported(model, y) == "dropout is not compiled"  # the first option it lacks
     assert choose_engine(model, y) == "numpy"
 
 

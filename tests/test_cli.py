@@ -129,3 +129,18 @@ def test_train_defaults_are_the_seed_lab():
     c = TrainConfig()
     assert (c.dataset, c.hidden, c.activation, c.optimizer, c.lr, c.batch_size, c.epochs, c.seed) == (
         "mnist", (300,), "relu", "sgd", 0.1, 64, 20, 0)
+
+
+def test_train_and_compare_take_a_flag_for_every_config_field(capsys):
+    from fcnet.cli import build_parser
+    from fcnet.config import TrainConfig
+
+    parser = build_parser()
+    for command in ("train", "compare"):
+        flags = {a.dest for a in parser.subcommands[command]._actions}
+        assert set(TrainConfig.field_names()) <= flags, set(TrainConfig.field_names()) - flags
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--dropout", "0.2", "--augment", "flip", "--framework", "torch"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--dropout, --augment: not mirrored by the other frameworks" in err and len(err.splitlines()) == 1

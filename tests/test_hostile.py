@@ -123,3 +123,8 @@ def test_a_disk_that_fills_while_drawing_keeps_the_model_and_its_metrics(idx_dir
     model = fcnet.load_model(tmp_path / "run" / "model.npz")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] == model.metadata["test_accuracy"]
+    assert len(metrics["per_class"]) == len(metrics["confusion"]) == 10  # computed before, not by, the figures
+    fcnet.train_run(fcnet.TrainConfig(dataset=f"idx:{idx_dir}", hidden=(8,), epochs=1), out=tmp_path / "bare",
+                    verbose=0, figures=False)
+    bare = json.loads((tmp_path / "bare" / "metrics.json").read_text())
+    assert bare["per_class"] == metrics["per_class"] and bare["confusion"] == metrics["confusion"]

@@ -74,11 +74,13 @@ def test_one_thread_rounds_differently_so_the_count_is_recorded_and_a_resume_kee
     a, b = rng.standard_normal((64, 784), dtype=np.float32), rng.standard_normal((784, 300), dtype=np.float32)
     before = blas.get_threads()
     products = []
-    for n in (1, 2, 3):
+    for n in (1, 2, 1, 2):
         blas.set_threads(n)
         products.append(a @ b)
     blas.set_threads(before)
-    assert np.array_equal(products[1], products[2])  # why the count is chosen once and recorded, not varied
+    # A count gives the same bits every time; another count may round differently (it does with OpenBLAS's
+    # AVX-512 kernels here), which is why the count is chosen once and recorded, not varied.
+    assert np.array_equal(products[0], products[2]) and np.array_equal(products[1], products[3])
     config = TrainConfig(dataset=f"idx:{idx_dir}", hidden=(16,), epochs=1, threads=1)
     train_run(config, out=tmp_path / "run", verbose=0, figures=False)
     assert checkpoint_config(tmp_path / "run").threads == 1

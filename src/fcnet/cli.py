@@ -67,8 +67,6 @@ def _setting(field):
 # -- the parser -----------------------------------------------------------------------------------------------
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-NETWORK = ("hidden", "activation", "seed")
-TRAINING = ("dataset", "optimizer", "lr", "momentum", "batch_size", "epochs", "dtype", "data_dir", "limit", "engine")
 
 
 def _config_flags(parser, names, defaults=None):
@@ -95,10 +93,7 @@ def build_parser():
     parser.subcommands = sub.choices  # name → its parser, for errors in the subcommand's own words
 
     train = sub.add_parser("train", help="train a network (defaults: the seed 001 lab, 784-300-10 on MNIST)")
-    _config_flags(train, (*NETWORK, *TRAINING, "target", "task", "test_split", "loss", "label_smoothing",
-                          "weight_decay", "clipnorm", "l2", "dropout", "input_dropout", "batch_norm", "augment",
-                          "lr_schedule", "warmup", "lr_decay", "validation_split", "early_stopping", "reduce_lr",
-                          "preparation", "threads"))
+    _config_flags(train, FIELDS)
     train.add_argument("--out", type=Path, help="folder to save model.npz and metrics.json in")
     train.add_argument("--metrics-json", type=Path, help="write the run's metrics as JSON here")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
@@ -111,7 +106,7 @@ def build_parser():
     compare.add_argument("--framework", type=framework_list, default=["torch", "keras"], metavar="NAME[,NAME...]",
                          help="frameworks to compare with fcnet: torch, torch-compile, keras, jax, jax-eigen "
                          "(default: torch,keras)")
-    _config_flags(compare, (*NETWORK, *TRAINING), defaults={"epochs": COMPARE_EPOCHS})
+    _config_flags(compare, FIELDS, defaults={"epochs": COMPARE_EPOCHS})  # race() refuses what peers do not mirror
 
     evaluate = sub.add_parser("evaluate", help="test loss and accuracy of a saved model")
     evaluate.add_argument("model", type=Path)

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets, tables
+from .builder import build_model
 from .config import TrainConfig, trial_name
 from .errors import FcnetError
 from .records import TEST_NAMES, ModelInfo, RunMetrics
-from .run import build_model, checkpoint_config, load_data, prepare, test_metrics, train_run
+from .run import checkpoint_config, load_data, test_metrics, train_run
 
 __all__ = ["COMMANDS", "UsageError", "COMPARE_EPOCHS"]
 
@@ -171,41 +172,14 @@ def cmd_summary(args):
 
 
 def cmd_compare(args):
-    from .compare import FcnetRunner, NotInstalled, make_runner
+    from .compare import Unmirrored, race
 
     config = _config(args, epochs=COMPARE_EPOCHS)
-    (x_train, y_train), (x_test, y_test), model = prepare(config)
-    x_train = x_train.reshape(len(x_train), -1)
-    runners = [FcnetRunner(model, config.batch_size, config.engine)]
-    for name in args.framework:  # built before any training: every runner starts from the same weights
-        try:
-            runners.append(make_runner(name, model, config.batch_size))
-        except NotInstalled:
-            print(f"{name}: not installed (pip install 'fcnet[{name}]')", file=sys.stderr)
-    arch = "-".join(map(str, [model.input_dim, *config.hidden, model.output_dim]))
-    print(f"{arch} {config.activation}/softmax, {config.optimizer} lr {config.lr}, batch {config.batch_size}, "
-          f"{config.epochs} epochs, {len(x_train)} {config.dataset} training images, seed {config.seed}; same "
-          "initial weights and data order for all")
-    print(f"{'epoch':>5}  {'framework':<13} {'seconds':>8} {'loss':>8} {'train acc':>9} {'test acc':>8}")
-    orders = np.random.default_rng(config.seed)
-    seconds = {r.name: [] for r in runners}
-    for epoch in range(config.epochs):
-        order = orders.permutation(len(x_train))
-        turn = runners[epoch % len(runners):] + runners[:epoch % len(runners)]  # alternate who goes first
-        results = {r.name: r.train_epoch(x_train, y_train, order) for r in turn}
-        for r in runners:
-            secs, loss = results[r.name]
-            seconds[r.name].append(secs)
-            train_acc, test_acc = r.evaluate(x_train, y_train)[1], r.evaluate(x_test, y_test)[1]
-            print(f"{epoch + 1:>5}  {r.name:<13} {secs:>8.3f} {loss:>8.4f} {train_acc:>9.4f} {test_acc:>8.4f}",
-                  flush=True)
-    timed = slice(1 if config.epochs > 1 else 0, None)  # the first epoch compiles (Numba, XLA, Inductor)
-    which = "after the first" if config.epochs > 1 else "one epoch"
-    mine = float(np.median(seconds["fcnet"][timed]))
-    for r in runners[1:]:
-        theirs = float(np.median(seconds[r.name][timed]))
-        print(f"median seconds per epoch ({which}): fcnet {mine:.3f}, {r.name} {theirs:.3f}; fcnet / {r.name} = "
-              f"{mine / theirs:.2f}")
+    try:
+        race(config, args.framework, say=lambda line: print(line, flush=True),
+             warn=lambda line: print(line, file=sys.stderr))
+    except Unmirrored as exc:
+        raise UsageError(str(exc)) from None
     return 0
 
 
@@ -291,29 +265,10 @@ def cmd_runs(args):
 
 
 def cmd_serve(args):
-    try:
-        import uvicorn
-    except ImportError:
-        raise FcnetError("serving needs FastAPI and uvicorn: pip install 'fcnet[serve]'") from None
-    import socket
+    model = _load(args.model)
+    from .serve import serve
 
-    from .serve import create_app
-
-    app = create_app(_load(args.model), args.model)
-    # Our own socket: a port in use is one line before uvicorn starts, --port 0 can print the port it got, and
-    # SO_REUSEADDR lets a restart bind at once while the last run's connections linger in TIME_WAIT.
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except OSError as exc:
-        sock.close()
-        raise FcnetError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
-    port = sock.getsockname()[1]
-    print(f"serving {args.model} on http://{args.host}:{port}/ (Ctrl-C stops)", flush=True)
-    with sock:
-        uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning")).run(sockets=[sock])
+    serve(model, args.model, args.host, args.port, say=lambda line: print(line, flush=True))
     return 0
 
 

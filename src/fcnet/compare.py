@@ -18,11 +18,19 @@ from .engines import make_engine
 from .training import train_epoch
 
 __all__ = ["FcnetRunner", "TorchRunner", "TorchCompileRunner", "KerasRunner", "JaxRunner", "JaxEigenRunner", "RUNNERS",
-           "make_runner", "NotInstalled"]
+           "make_runner", "NotInstalled", "Unmirrored", "race", "MIRRORED"]
+
+# The TrainConfig fields every contender mirrors; any other set away from its default is refused by race.
+MIRRORED = ("dataset", "data_dir", "limit", "hidden", "activation", "optimizer", "lr", "momentum", "batch_size",
+            "epochs", "dtype", "seed", "engine", "threads", "preparation")
 
 
 class NotInstalled(Exception):
     """The framework cannot be imported."""
+
+
+class Unmirrored(ValueError):
+    """A setting the other frameworks do not mirror (a usage error of ``fcnet compare``)."""
 
 
 class FcnetRunner:
@@ -382,3 +390,58 @@ RUNNERS = {"fcnet": FcnetRunner, "torch": TorchRunner, "torch-compile": TorchCom
 def make_runner(name, model, batch_size):
     """A runner for framework ``name`` mirroring ``model`` (compiled, with its initial weights)."""
     return RUNNERS[name](model, batch_size)
+
+
+def race(config, frameworks, say=print, warn=print):
+    """``fcnet compare``: train ``config``'s network in fcnet and in each of ``frameworks`` from the same initial
+    weights and data order, epochs in turns (who goes first alternates); ``say`` each epoch's line per contender and
+    the median seconds per epoch after the first (which compiles: Numba, XLA, Inductor). A framework that is not
+    installed is skipped with a ``warn``. Returns ``{name: [seconds per epoch]}``.
+
+    Raises
+    ------
+    Unmirrored
+        A setting of ``config`` that the other frameworks do not mirror (see :data:`MIRRORED`).
+    """
+    from .config import TrainConfig
+    from .run import prepare
+
+    default = TrainConfig()
+    unmirrored = [name for name in TrainConfig.field_names()
+                  if name not in MIRRORED and getattr(config, name) != getattr(default, name)]
+    if unmirrored:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unmirrored)
+        raise Unmirrored(f"{flags}: not mirrored by the other frameworks (fcnet compare trains the plain network: "
+                         f"{', '.join(MIRRORED)})")
+    (x_train, y_train), (x_test, y_test), model = prepare(config)
+    x_train = x_train.reshape(len(x_train), -1)
+    runners = [FcnetRunner(model, config.batch_size, config.engine)]
+    for name in frameworks:  # built before any training: every runner starts from the same weights
+        try:
+            runners.append(make_runner(name, model, config.batch_size))
+        except NotInstalled:
+            warn(f"{name}: not installed (pip install 'fcnet[{name}]')")
+    arch = "-".join(map(str, [model.input_dim, *config.hidden, model.output_dim]))
+    say(f"{arch} {config.activation}/softmax, {config.optimizer} lr {config.lr}, batch {config.batch_size}, "
+        f"{config.epochs} epochs, {len(x_train)} {config.dataset} training images, seed {config.seed}; same "
+        "initial weights and data order for all")
+    say(f"{'epoch':>5}  {'framework':<13} {'seconds':>8} {'loss':>8} {'train acc':>9} {'test acc':>8}")
+    orders = np.random.default_rng(config.seed)
+    seconds = {r.name: [] for r in runners}
+    for epoch in range(config.epochs):
+        order = orders.permutation(len(x_train))
+        turn = runners[epoch % len(runners):] + runners[:epoch % len(runners)]  # alternate who goes first
+        results = {r.name: r.train_epoch(x_train, y_train, order) for r in turn}
+        for r in runners:
+            secs, loss = results[r.name]
+            seconds[r.name].append(secs)
+            train_acc, test_acc = r.evaluate(x_train, y_train)[1], r.evaluate(x_test, y_test)[1]
+            say(f"{epoch + 1:>5}  {r.name:<13} {secs:>8.3f} {loss:>8.4f} {train_acc:>9.4f} {test_acc:>8.4f}")
+    timed = slice(1 if config.epochs > 1 else 0, None)  # the first epoch compiles (Numba, XLA, Inductor)
+    which = "after the first" if config.epochs > 1 else "one epoch"
+    mine = float(np.median(seconds["fcnet"][timed]))
+    for r in runners[1:]:
+        theirs = float(np.median(seconds[r.name][timed]))
+        say(f"median seconds per epoch ({which}): fcnet {mine:.3f}, {r.name} {theirs:.3f}; fcnet / {r.name} = "
+            f"{mine / theirs:.2f}")
+    return seconds

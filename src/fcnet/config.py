@@ -182,7 +182,8 @@ class TrainConfig:
         A value that fails its check, in one line naming the field.
     """
 
-    dataset: str = _field("mnist", _dataset, "data set name or idx:DIR")
+    dataset: str = _field("mnist", _dataset, "a data set (mnist, fashion-mnist, kmnist), idx:DIR, or a table: "
+                          "csv:PATH, parquet:PATH, npz:PATH (with --target)")
     target: str | None = _field(None, _optional(str), "the table column to predict (tables only)")
     task: str = _field("classification", _Choice(tables.TASKS), "a table's target: class labels, or numbers "
                        "(regression: a linear output and loss mse)")

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 from .errors import FcnetError
+from .metrics import classification_report, confusion_matrix
 
 __all__ = ["pyplot", "learning_curves", "confusion_matrix", "confusion_figure", "prediction_grid", "confident_mistakes",
            "first_layer_weights", "regression_figure", "classification_report", "save"]
@@ -70,12 +71,6 @@ def learning_curves(runs, labels=None):
     fig.suptitle("Learning curves")
     fig.tight_layout()
     return fig
-
-
-def confusion_matrix(y_true, y_pred, n_classes):
-    """Counts ``C[i, j]`` of examples of class ``i`` predicted as ``j``, shape ``(n_classes, n_classes)``."""
-    return np.bincount(np.asarray(y_true) * n_classes + np.asarray(y_pred), minlength=n_classes**2).reshape(
-        n_classes, n_classes)
 
 
 def confusion_figure(y_true, y_pred, class_names):
@@ -186,18 +181,6 @@ def regression_figure(y_true, y_pred, name="target"):
     fig.suptitle(f"Test predictions — R² {scores['r2']:.4f}, mean absolute error {scores['mae']:.4g}")
     fig.tight_layout()
     return fig
-
-
-def classification_report(y_true, y_pred, class_names):
-    """Per-class precision, recall, F1 and support, as a list of dicts (one per class)."""
-    counts = confusion_matrix(y_true, y_pred, len(class_names))
-    tp = np.diag(counts).astype(float)
-    predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
-    return [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)]
 
 
 def save(fig, path):

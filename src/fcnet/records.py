@@ -45,7 +45,8 @@ class RunMetrics:
         ``{"loss": float, "accuracy": float}`` on the test set; a table regression's has ``r2`` and ``mae``
         instead of ``accuracy`` (see :func:`fcnet.run.test_metrics`).
     per_class, confusion : list, optional
-        Per-class precision/recall/F1/support and the confusion counts, added with the figures.
+        A classifier's per-class precision/recall/F1/support and confusion counts on the test set (``None``
+        for a regression).
     """
 
     config: dict

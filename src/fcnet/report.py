@@ -2,8 +2,7 @@
 
 ``fcnet train --out runs/NAME`` calls :func:`save_figures`, which adds to the
 folder the learning curves, the confusion matrix, the prediction grids and the
-first-layer weights as PNG files, and the per-class table and confusion counts
-to ``metrics.json``. :func:`write_report` turns folders into one HTML page whose
+first-layer weights as PNG files. :func:`write_report` turns folders into one HTML page whose
 images are embedded as data URIs, so it opens anywhere, offline.
 """
 
@@ -64,12 +63,7 @@ def figure(kind, model, metrics, x_test, y_test):
 
 
 def save_figures(folder, model, metrics, x_test, y_test):
-    """Write every figure into ``folder``; set ``per_class`` and ``confusion`` of ``metrics`` (a RunMetrics)."""
-    if "confusion" in kinds(model):
-        names = list(ModelInfo.of(model).class_names)
-        pred = model.predict_proba(x_test).argmax(axis=1)
-        metrics.per_class = plots.classification_report(y_test, pred, names)
-        metrics.confusion = plots.confusion_matrix(y_test, pred, len(names)).tolist()
+    """Write every figure of :func:`kinds` into ``folder``; returns their paths."""
     paths = [Path(folder) / FIGURES[kind][0] for kind in kinds(model)]
     for kind, path in zip(kinds(model), paths):
         plots.save(figure(kind, model, metrics, x_test, y_test), path)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from . import augment, datasets, tables
+from .builder import build_model
 from .callbacks import (
-    Callback,
     EarlyStopping,
     EpochLog,
     LearningRateDecay,
@@ -31,17 +31,16 @@ from .callbacks import (
     ProgressBar,
     ReduceLROnPlateau,
 )
-from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint
+from .checkpoint import CHECKPOINT, BestWeights, Checkpoint, PruneBest, best_weights, load_checkpoint
 from .config import TrainConfig
 from .errors import FcnetError, RunInterrupted
-from .layers import Dense
+from .metrics import classification_report, confusion_matrix
 from .model import Sequential
 from .records import DIGIT_SETS, TEST_NAMES, ModelInfo, RunMetrics
-from .regularizers import L2
 from .schedules import per_epoch
 from .threads import choose as choose_threads
 
-__all__ = ["train_run", "RunResult", "prepare", "build_model", "checkpoint_config", "test_metrics", "load_data",
+__all__ = ["train_run", "RunResult", "prepare", "checkpoint_config", "test_metrics", "class_metrics", "load_data",
            "RESUMABLE"]
 
 RESUMABLE = ("epochs", "engine", "data_dir", "preparation", "threads")  # the settings a resumed run may change
@@ -69,20 +68,6 @@ class RunResult:
     metrics: RunMetrics
     out: Path | None = None
     files: list = dataclasses.field(default_factory=list)
-
-
-def build_model(hidden, activation, n_in, n_out, seed, dtype, output="softmax", l2=0.0, dropout=0.0,
-                batch_norm=False, input_dropout=0.0):
-    """The network ``fcnet train`` trains: hidden ``Dense`` layers of ``activation``, then an ``output`` layer
-    (a softmax over the classes, or ``linear`` for regression); with ``l2``, an L2 penalty on every kernel; with
-    ``batch_norm``, a BatchNormalization after every hidden layer, and with ``dropout``, a Dropout of that rate
-    after it; with ``input_dropout``, a Dropout of the inputs (before the first layer)."""
-    widths = [*hidden, n_out]
-    acts = [activation] * len(hidden) + [output]
-    layers = [Dense(w, activation=a, input_dim=n_in if i == 0 else None, kernel_regularizer=L2(l2) if l2 else None,
-                    dropout=dropout if i > 0 else input_dropout, batch_norm=batch_norm and i < len(hidden))
-              for i, (w, a) in enumerate(zip(widths, acts))]
-    return Sequential(layers, seed=seed, dtype=dtype)
 
 
 def load_data(config):
@@ -184,49 +169,15 @@ def test_metrics(model, x_test, y_test):
     return {"loss": test.loss, **tables.regression_scores(true, pred)}
 
 
-class BestWeights(Callback):
-    """Keeps the early-stopping watch's best weights in the run folder, ``best-EPOCH.npz``, so a resumed run can
-    restore them. Written before the epoch's checkpoint; the older ones are removed after it (:class:`PruneBest`),
-    so a kill at any instant leaves the file the checkpoint's history points to."""
-
-    def __init__(self, stopper, folder, fresh):
-        self.stopper, self.folder = stopper, Path(folder)
-        if fresh:  # an earlier run's best weights in this folder belong to no checkpoint of this one
-            for stale in self.folder.glob("best-*.npz"):
-                stale.unlink()
-
-    def path(self):
-        return self.folder / f"best-{self.stopper.best_epoch + 1}.npz"
-
-    def on_epoch_end(self, epoch, logs):
-        if self.stopper.best_epoch == epoch:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.model.save_weights(self.path())
-
-
-class PruneBest(Callback):
-    """After the checkpoint: every best-*.npz but the best epoch's goes."""
-
-    def __init__(self, keeper):
-        self.keeper = keeper
-
-    def on_epoch_end(self, epoch, logs):
-        for old in set(self.keeper.folder.glob("best-*.npz")) - {self.keeper.path()}:
-            old.unlink()
-
-
-def _best_weights(out, stopper, model):
-    """The best epoch's weights of ``model``'s run, checkpointed in ``out``, once ``stopper.resume`` has replayed
-    its history (None before any epoch); a copy of ``model`` reads and checks them."""
-    if stopper.best_epoch is None:
-        return None
-    path = BestWeights(stopper, out, fresh=False).path()
-    if not path.is_file():
-        raise FcnetError(f"{out}: the early-stopping watch's best weights ({path.name}) are missing; train it "
-                         "again")
-    reader = Sequential.from_config(model.get_config(), dtype=model.dtype)
-    reader.load_weights(path)
-    return reader.get_weights()
+def class_metrics(model, x_test, y_test):
+    """A classifier's ``(per_class, confusion)`` on the test set: precision, recall, F1 and support per class
+    (:func:`fcnet.metrics.classification_report`) and the confusion counts; ``(None, None)`` for a regression."""
+    spec = tables.spec_of(model)
+    if spec is not None and spec.task == "regression":
+        return None, None
+    names = list(ModelInfo.of(model).class_names)
+    pred = model.predict(x_test).argmax(axis=1)
+    return classification_report(y_test, pred, names), confusion_matrix(y_test, pred, len(names)).tolist()
 
 
 def _say(verbose, text):
@@ -307,7 +258,7 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
         if state:
             if stopper.resume(state["history"]):
                 last_epoch = start_epoch  # it had stopped: nothing more to train
-            stopper.best_weights = _best_weights(out, stopper, model)
+            stopper.best_weights = best_weights(out, stopper, model)
         run_callbacks.append(stopper)
         if out is not None:
             best = BestWeights(stopper, out, fresh=not state)
@@ -343,9 +294,11 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
     test = test_metrics(model, x_test, y_test)
     _say(verbose, f"total time {total:.2f}s  steps per epoch {steps}  engine {history.engine}")
     _say(verbose, "  ".join(f"test {TEST_NAMES.get(k, k)} {v:.4f}" for k, v in test.items()))
+    per_class, confusion = class_metrics(model, x_test, y_test)
     metrics = RunMetrics.from_history(checkpoint.history if checkpoint else history.history,
                                       config=config.to_dict(), architecture=arch, steps_per_epoch=steps,
-                                      total_seconds=total, engine=history.engine, test=test)
+                                      total_seconds=total, engine=history.engine, test=test, per_class=per_class,
+                                      confusion=confusion)
     model.metadata = ModelInfo.of(model).replace(test_accuracy=test.get("accuracy")).to_metadata()
     result = RunResult(config, model, metrics, out)
     if out is not None:
@@ -354,9 +307,9 @@ def train_run(config=None, out=None, resume=False, callbacks=None, verbose=2, fi
 
 
 def _write(result, x_test, y_test, figures, verbose):
-    """Save the model and metrics.json into ``result.out``, then the figures (which add per-class metrics to
-    metrics.json): a disk that fills up while drawing leaves the model and its metrics consistent. Figures of
-    an earlier run in the same folder that this one did not draw are removed: the folder describes one run."""
+    """Save the model and metrics.json into ``result.out``, then the figures: a disk that fills up while drawing
+    leaves the model and its metrics consistent. Figures of an earlier run in the same folder that this one did not
+    draw are removed: the folder describes one run."""
     out = result.out
     result.model.save(out / "model.npz")
     result.files.append(out / "model.npz")
@@ -369,7 +322,6 @@ def _write(result, x_test, y_test, figures, verbose):
             from .report import save_figures
 
             result.files += save_figures(out, result.model, result.metrics, x_test, y_test)
-            result.metrics.write(out / "metrics.json")  # now with the per-class table the figures added
         except FcnetError as exc:  # matplotlib missing: the model and metrics are saved all the same
             print(f"figures skipped: {exc}", file=sys.stderr)
     for stale in {out / name for name, _ in FIGURES.values()} - set(result.files):  # an earlier run's pictures

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from . import tables
-from .errors import DataError
+from .errors import DataError, FcnetError
 from .images import is_blank
 from .records import ModelInfo
 
-__all__ = ["create_app", "MAX_BODY", "MAX_CONCURRENT"]
+__all__ = ["create_app", "serve", "MAX_BODY", "MAX_CONCURRENT"]
 
 MAX_BODY = 1 << 20  # bytes
 MAX_CONCURRENT = 2  # requests decoded and predicted at once; the rest wait their turn
@@ -190,3 +190,30 @@ def create_app(model, path):
         return result
 
     return app
+
+
+def serve(model, path, host="127.0.0.1", port=8000, say=print):
+    """Serve :func:`create_app` for ``model`` (read from ``path``) on ``host:port`` until Ctrl-C.
+
+    The socket is our own: a port in use is one line before uvicorn starts (:class:`FcnetError`), port 0 says
+    which port it got, and ``SO_REUSEADDR`` lets a restart bind at once while the last run's connections linger
+    in TIME_WAIT.
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise FcnetError("serving needs FastAPI and uvicorn: pip install 'fcnet[serve]'") from None
+    import socket
+
+    app = create_app(model, path)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise FcnetError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+    port = sock.getsockname()[1]
+    say(f"serving {path} on http://{host}:{port}/ (Ctrl-C stops)")
+    with sock:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])

@@ -31,9 +31,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .builder import build_model
 from .callbacks import Callback
 from .optimizers import SGD, Adam
-from .run import build_model
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
