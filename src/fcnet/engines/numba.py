@@ -17,6 +17,7 @@ compares every registered formula with them (``float64`` to 1e-12). What is
 compiled is :data:`SUPPORT`; :func:`unsupported` says why anything else runs on NumPy.
 """
 
+import collections
 import math
 
 import numba
@@ -120,6 +121,9 @@ class NumbaEngine(Engine):
         self.l2s, self.penalties = np.array([2 * v for v in lambdas], dtype=dtype), np.array(lambdas)
         self.clip = np.array([opt.clipvalue or 0.0, opt.clipnorm or 0.0, opt.global_clipnorm or 0.0])
         self.smoothing = float(getattr(model.loss, "label_smoothing", 0.0))
+        self.network = Network(self.acts, self.deltas, self.weights, self.weight_grads, self.flat_params,
+                               self.flat_grads, self.slots[0], self.slots[1], self.dropped, self.zs)
+        self.layers = Layers(self.codes, self.alphas, self.rates, self.keep, self.l2s, self.penalties)
         self._no_rates = np.zeros(0)
         self.per_call = max(1, STEP_ROWS // batch_size)
         self._losses, self._hits = np.empty(self.per_call), np.empty(self.per_call, dtype=np.int64)
@@ -140,12 +144,10 @@ class NumbaEngine(Engine):
         if self._dropout_width:  # the masks' uniforms, as Dense._draw_mask draws them: step by step, layer by layer
             rows = min(last * self.batch_size, len(order)) - first * self.batch_size
             uniforms = self.model.rng.random(rows * self._dropout_width)
-        done = _steps(self.gemm, x, y, order, first, last, self.batch_size, self.scale, self.acts, self.deltas,
-                      self.weights, self.weight_grads, self.flat_params, self.flat_grads, self.slots[0],
-                      self.slots[1], self.codes, self.alphas, self.rule, self.torch_form, self.hyper,
-                      self.decays, opt.iterations, self._losses, self._hits, self.rates, self.keep, self.dropped,
-                      uniforms, lrs, opt.weight_decay or 0.0, self.l2s, self.penalties, self.clip, self.smoothing,
-                      self.zs)
+        optimizer = Update(self.rule, self.torch_form, self.hyper, self.decays, opt.iterations, lrs,
+                           opt.weight_decay or 0.0, self.clip)
+        done = _steps(self.gemm, x, y, order, first, last, self.batch_size, self.scale, self.network, self.layers,
+                      optimizer, uniforms, self.smoothing, self._losses, self._hits)
         opt.iterations += done
         if lrs.size and done:
             opt.learning_rate = float(lrs[done - 1])
@@ -169,21 +171,39 @@ class NumbaEngine(Engine):
                 return
 
 
+# The arguments of _steps, bundled. Network: per layer, the activation and delta buffers, the weights and their
+# gradients, the thinned inputs of dropout and the kept z of gelu and swish; per parameter (W1, b1, W2, ...), the
+# flat parameters, gradients and the optimizer's two state arrays.
+Network = collections.namedtuple("Network", "acts deltas weights weight_grads params grads slots1 slots2 dropped zs")
+# Per layer: the activation codes and leaky ReLU's alphas, dropout's rates and kept scales, L2's 2λ and λ.
+Layers = collections.namedtuple("Layers", "codes alphas rates keep l2s penalties")
+# The optimizer: its rule, epsilon form, HYPER record, the betas for Adam's bias corrections (float64), the
+# iterations done, each step's rate of a schedule (or none), decoupled weight decay, the clipping options.
+Update = collections.namedtuple("Update", "rule torch_form hyper decays t0 lrs weight_decay limits")
+
+
 @numba.njit(cache=True, error_model="numpy")
-def _steps(sgemm, x, y, order, first, last, batch, scale, acts, deltas, weights, weight_grads, flat_params,
-           flat_grads, slots1, slots2, codes, alphas, rule, torch_form, hyper, decays, t0, losses, correct,
-           rates, keep, dropped, uniforms, lrs, weight_decay, l2s, penalties, limits, smoothing, zs):
+def _steps(sgemm, x, y, order, first, last, batch, scale, network, layers, optimizer, uniforms, smoothing, losses,
+           correct):
     """Training steps ``first .. last - 1`` of an epoch over ``x[order]``: the engine contract of
-    :mod:`fcnet.engines.base`, step by step as :class:`fcnet.engines.numpy.NumpyEngine` takes them. Returns the number
-    of steps that updated the parameters; the step after them (if any) had a loss that was not finite.
+    :mod:`fcnet.engines.base`, step by step as :class:`fcnet.engines.numpy.NumpyEngine` takes them. Returns the
+    number of steps that updated the parameters; the step after them (if any) had a loss that was not finite; each
+    step's loss and hits go to ``losses`` and ``correct``. ``network``, ``layers`` and ``optimizer`` are the records
+    :class:`Network`, :class:`Layers` and :class:`Update`.
     Layer ``l`` with dropout (``rates[l] > 0``) reads its input thinned into ``dropped[l]`` by the masks of
     ``uniforms``, consumed in the order they were drawn. ``lrs``: each step's learning rate (a schedule's),
     or empty for the one in ``hyper``; ``l2s``/``penalties``: each kernel's L2 ``2λ``/``λ`` (0: none);
-    ``limits``: the clipping options of :func:`fcnet.engines.numba_kernels.clip`, which hold every
-    update until the backward pass is done
-    (global_clipnorm needs every gradient). With clipping the model's gradients are left clipped.
-    ``smoothing``: the cross-entropy's label smoothing (0: none); ``zs``: each layer's kept ``z`` (gelu, swish).
+    ``limits``: the clipping options of :func:`fcnet.engines.numba_kernels.clip`, which hold every update until
+    the backward pass is done (global_clipnorm needs every gradient). With clipping the model's gradients are left
+    clipped. ``smoothing``: the cross-entropy's label smoothing (0: none); ``zs``: each layer's kept ``z``.
     """
+    acts, deltas, weights, weight_grads = network.acts, network.deltas, network.weights, network.weight_grads
+    flat_params, flat_grads, slots1, slots2 = network.params, network.grads, network.slots1, network.slots2
+    dropped, zs = network.dropped, network.zs
+    codes, alphas, rates, keep, l2s, penalties = (layers.codes, layers.alphas, layers.rates, layers.keep, layers.l2s,
+                                                  layers.penalties)
+    rule, torch_form, hyper, decays = optimizer.rule, optimizer.torch_form, optimizer.hyper, optimizer.decays
+    t0, lrs, weight_decay, limits = optimizer.t0, optimizer.lrs, optimizer.weight_decay, optimizer.limits
     n, depth = order.size, len(weights)
     h = hyper[0]
     one, zero, lr = h.one, h.zero, h.lr
