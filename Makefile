@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data run test lint bench browser
+.PHONY: setup data run test test-fast lint bench browser
 
 setup: $(STAMP) data
 
@@ -42,6 +42,10 @@ browser:
 
 test: setup lint browser
 	$(BIN)/python -m pytest
+
+# The fast core (under a minute here): no test marked slow, gpu, browser or e2e (pyproject.toml lists the markers).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # The benchmark suite. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE pin NumPy's OpenBLAS to its AVX2 kernels on this
 # machine; the benchmark (only) unsets them so OpenBLAS picks its best kernel, and prints which one ran.

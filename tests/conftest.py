@@ -1,4 +1,5 @@
 import http.server
+import os
 import threading
 import time
 
@@ -9,6 +10,12 @@ import fcnet
 from fcnet.datasets import FILES
 from fcnet.idx import write_idx
 from fcnet.optimizers import SGD, Adam, AdamW, RMSprop
+
+# One BLAS thread for the runs of the suite (and the commands it starts), unless a test sets another: OpenBLAS's
+# threads spin while they wait, and on a 2-core machine shared by pytest and its subprocesses a second one costs
+# CPU time without saving wall time. The runs that compare results give their thread count explicitly, and
+# tests/test_threads.py, which tests the choice itself, clears this.
+os.environ.setdefault("FCNET_THREADS", "1")
 
 # Each registered optimizer, and the variants of its rule the engines write apart (momentum, Nesterov, epsilon forms):
 # tests/engines/test_parity.py checks that every registered name has one.
@@ -140,3 +147,10 @@ def follow_torch(model, params, reference, rng, steps=25, before_step=None, sche
         reference.step()
         if scheduler is not None:
             scheduler.step()
+
+
+def pytest_collection_modifyitems(items):
+    """GPU, browser and end-to-end tests are slow too: ``pytest -m "not slow"`` leaves them all out."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in ("gpu", "browser", "e2e")):
+            item.add_marker(pytest.mark.slow)

@@ -90,6 +90,7 @@ def test_parse_and_refusals():
         TrainConfig(dataset="csv:t.csv", target="y", augment="shift")
 
 
+@pytest.mark.slow
 def test_fit_distorts_the_training_images_every_epoch_and_not_the_validation_ones():
     images, labels = digits(256).reshape(256, -1), np.arange(256) % 10
     seen = []
@@ -109,6 +110,7 @@ def test_fit_distorts_the_training_images_every_epoch_and_not_the_validation_one
         model.fit(images.astype(np.float32) / 255, labels, epochs=1, verbose=0, augment=recording)
 
 
+@pytest.mark.slow
 def test_augment_from_the_cli_is_the_same_on_both_engines_and_resumes_bit_identically(idx_dir, tmp_path):
     pytest.importorskip("numba")
     config = TrainConfig(dataset=f"idx:{idx_dir}", hidden=(16,), epochs=3, batch_size=50, threads=2, dtype="float64",
@@ -125,8 +127,8 @@ def test_augment_from_the_cli_is_the_same_on_both_engines_and_resumes_bit_identi
                 raise KeyboardInterrupt
 
     with pytest.raises(fcnet.errors.RunInterrupted):
-        train_run(config.replace(engine="numba"), out=tmp_path / "part", callbacks=[Killed()], verbose=0)
-    resumed = train_run(config.replace(engine="numba"), out=tmp_path / "part", resume=True, verbose=0)
+        train_run(config.replace(engine="numba"), out=tmp_path / "part", callbacks=[Killed()], verbose=0, figures=False)
+    resumed = train_run(config.replace(engine="numba"), out=tmp_path / "part", resume=True, verbose=0, figures=False)
     for p, q in zip(runs[1].model.parameters, resumed.model.parameters):
         assert_array_equal(p, q)
     assert augment.KINDS["elastic"] == 34.0

@@ -183,14 +183,15 @@ def test_onnx_export_is_the_inference_network(tmp_path):
     assert_allclose(session.run(["output"], {"input": x})[0], model.predict(x), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_batch_norm_from_a_config_resumes_bit_identically_and_is_recorded(idx_dir, tmp_path):
     config = TrainConfig(dataset=f"idx:{idx_dir}", hidden=(32, 16), epochs=3, batch_size=50, threads=2,
                          batch_norm=True, dropout=0.2, optimizer="adam", lr=1e-3)
-    full = train_run(config, out=tmp_path / "full", verbose=0)
+    full = train_run(config, out=tmp_path / "full", verbose=0, figures=False)
     assert [layer.batch_norm is not None for layer in full.model.layers] == [True, True, False]
     assert full.metrics.engine == "numpy"
-    train_run(config.replace(epochs=2), out=tmp_path / "part", verbose=0)
-    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+    train_run(config.replace(epochs=2), out=tmp_path / "part", verbose=0, figures=False)
+    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0, figures=False)
     for p, q in zip(full.model.weights, resumed.model.weights):
         assert_array_equal(p, q)
     assert full.metrics.history["loss"] == resumed.metrics.history["loss"]

@@ -16,6 +16,7 @@ def run(*args, env=None):
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 def test_train_end_to_end_writes_model_and_metrics(idx_dir, tmp_path):
     out = tmp_path / "run"
     r = run("train", "--dataset", f"idx:{idx_dir}", "--hidden", "32,16", "--epochs", "3", "--batch-size", "50",
@@ -47,6 +48,7 @@ def test_same_seed_same_metrics(idx_dir, tmp_path):
     assert [e["loss"] for e in a["epochs"]] == [e["loss"] for e in b["epochs"]]
 
 
+@pytest.mark.slow
 def test_engines_agree_and_the_run_records_which_ran(idx_dir, tmp_path):
     pytest.importorskip("numba")
     for engine in ("numpy", "numba"):
@@ -62,6 +64,7 @@ def test_engines_agree_and_the_run_records_which_ran(idx_dir, tmp_path):
         "output only")
 
 
+@pytest.mark.slow
 def test_predict_images(idx_dir, tmp_path):
     from PIL import Image
 
@@ -106,6 +109,7 @@ def test_bad_arguments_exit_2_with_one_line(args, message, idx_dir):
     assert r.stderr.strip().splitlines()[-1].startswith("fcnet train: error:")
 
 
+@pytest.mark.slow
 def test_runtime_errors_exit_1_with_distinct_messages(tmp_path, idx_dir):
     env = {"XDG_CACHE_HOME": str(tmp_path / "c"), "HOME": str(tmp_path / "h")}
     r = run("evaluate", tmp_path / "missing.npz", "--dataset", f"idx:{idx_dir}", env=env)

@@ -27,6 +27,7 @@ def _race(framework, optimizer):
     return runners, losses, x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "keras", "jax", "jax-eigen", "torch-compile"])
 @pytest.mark.parametrize("optimizer", [fcnet.SGD(lr=0.1), fcnet.SGD(lr=0.05, momentum=0.9), fcnet.RMSprop(),
                                        fcnet.Adam(), fcnet.SGD(lr=0.05, momentum=0.9, nesterov=True)],
@@ -45,6 +46,7 @@ def test_same_start_same_order_same_losses(framework, optimizer):
     assert runners[0].evaluate(x, y)[1] == pytest.approx(runners[1].evaluate(x, y)[1], abs=0.01)
 
 
+@pytest.mark.slow
 def test_cli_compare_reports_missing_frameworks_and_the_ratio(idx_dir, capsys, monkeypatch):
     from fcnet import compare
 

@@ -54,6 +54,7 @@ def test_truncated_body_and_404_move_on_and_leave_nothing(tmp_path, monkeypatch,
     assert f"/cut/{FILES[0]}.gz" in mirror.hits
 
 
+@pytest.mark.slow
 def test_a_trickling_or_oversized_mirror_is_abandoned_and_leaves_nothing(tmp_path, monkeypatch, mirror):
     _, blobs, md5 = _generated_gz(tmp_path)
     for stem, blob in blobs.items():

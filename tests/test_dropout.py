@@ -116,14 +116,15 @@ def test_onnx_export_of_a_dropout_model_is_its_inference_network(tmp_path):
     assert_allclose(session.run(["output"], {"input": x})[0], model.predict(x), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_dropout_and_input_dropout_from_a_run_resume_bit_identically(idx_dir, tmp_path):
     config = TrainConfig(dataset=f"idx:{idx_dir}", hidden=(32, 16), epochs=3, batch_size=50, threads=2, dropout=0.3,
                          input_dropout=0.2)
-    full = train_run(config, out=tmp_path / "full", verbose=0)
+    full = train_run(config, out=tmp_path / "full", verbose=0, figures=False)
     assert [layer.dropout for layer in full.model.layers] == [0.2, 0.3, 0.3]  # the inputs, then each hidden layer
     assert full.metrics.engine == ("numba" if importlib.util.find_spec("numba") else "numpy")
-    train_run(config.replace(epochs=2), out=tmp_path / "part", verbose=0)
-    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+    train_run(config.replace(epochs=2), out=tmp_path / "part", verbose=0, figures=False)
+    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0, figures=False)
     for p, q in zip(full.model.parameters, resumed.model.parameters):
         assert_array_equal(p, q)
     assert full.metrics.history["loss"] == resumed.metrics.history["loss"]

@@ -49,6 +49,7 @@ def test_every_activation_loss_and_depth_passes_finite_differences(depth, activa
     assert all(row.checked == np.prod(row.shape) for row in result)  # small nets: every entry
 
 
+@pytest.mark.slow
 def test_large_arrays_are_sampled_and_the_float32_model_is_untouched():
     model = fcnet.Sequential([fcnet.Dense(300, "relu", input_dim=784), fcnet.Dense(10, "softmax")], seed=0)
     model.compile("sgd", "sparse_categorical_crossentropy")
@@ -89,6 +90,7 @@ def test_a_broken_backward_pass_fails_the_check(monkeypatch, patch):
         assert all(row.passed for row in result if row.name.startswith("b"))
 
 
+@pytest.mark.slow
 def test_cli_passes_on_the_seed_lab_network(capsys):
     assert main(["gradcheck", "--no-torch"]) == 0
     out = capsys.readouterr().out
@@ -96,6 +98,7 @@ def test_cli_passes_on_the_seed_lab_network(capsys):
     assert out.count(" ok") == 4
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(
     hidden=st.lists(st.integers(1, 12), min_size=0, max_size=4),

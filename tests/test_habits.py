@@ -25,6 +25,7 @@ def net(seed=0, optimizer="sgd"):
     return model
 
 
+@pytest.mark.slow
 def test_fit_with_output_redirected_prints_one_line_per_epoch(tmp_path):
     code = textwrap.dedent("""
         import numpy as np, fcnet
@@ -124,6 +125,7 @@ def test_class_weight_scales_each_examples_loss_and_gradient():
         net().fit(x, y, class_weight=weights, verbose=0, engine="numba")
 
 
+@pytest.mark.slow
 def test_integer_pixels_that_are_not_uint8_are_warned_about():
     x, y = small()
     with pytest.warns(UserWarning, match="inputs are int64 integers up to 255 and are used as they are"):
@@ -134,6 +136,7 @@ def test_integer_pixels_that_are_not_uint8_are_warned_about():
         net().predict((x > 128).astype(np.int64))  # 0/1 integers: nothing to scale
 
 
+@pytest.mark.slow
 def test_live_plot_redraws_the_curves_every_epoch(tmp_path):
     pytest.importorskip("matplotlib")
     x, y = small()

@@ -73,6 +73,7 @@ def test_a_batch_larger_than_the_data_is_the_whole_data(idx_dir, engine, capsys)
     assert "steps per epoch 1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_more_than_ten_classes_train_report_and_predict(tmp_path, capsys):
     folder = tmp_path / "twelve"
     folder.mkdir()
@@ -95,6 +96,7 @@ def test_more_than_ten_classes_train_report_and_predict(tmp_path, capsys):
 
 
 
+@pytest.mark.slow
 def test_os_errors_are_one_line(idx_dir, tmp_path):
     import subprocess
     import sys

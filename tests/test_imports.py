@@ -117,6 +117,7 @@ def test_the_core_imports_numpy_only():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_the_heavier_modules_load_on_first_use():
     code = ("import sys, fcnet; before = 'fcnet.plots' in sys.modules; fcnet.plots.learning_curves;"
             "print(before, 'fcnet.plots' in sys.modules, fcnet.sklearn.MLPClassifier.__name__)")

@@ -194,6 +194,7 @@ def test_summary_lists_layers_and_parameter_counts(capsys):
     assert lab_model().summary() is None and capsys.readouterr().out == text + "\n"  # printed once, as Keras
 
 
+@pytest.mark.slow
 def test_any_depth_and_every_optimizer_and_loss_trains():
     x, y = small_data(300)
     for opt in ("sgd", "adam", "rmsprop"):

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.e2e]
+
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (the dev extra has it)")
 nbformat = pytest.importorskip("nbformat")
 

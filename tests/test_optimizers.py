@@ -123,6 +123,7 @@ def test_clipping_by_value_norm_and_global_norm_by_hand():
     assert_allclose(g_a, [3.0, 0.0, 0.0])  # the caller's gradients are left as they were
 
 
+@pytest.mark.slow
 def test_adamw_is_adam_with_keras_default_decay_and_options_survive_config_and_saving(tmp_path):
     assert optimizers.AdamW().get_config()["weight_decay"] == 0.004
     assert_allclose(_run(optimizers.AdamW(lr=0.01, weight_decay=0.3), [G1, G2]),

@@ -20,6 +20,7 @@ def test_confusion_matrix_and_classification_report_by_hand():
     assert report[2]["f1"] == pytest.approx(2 * 0.5 * 1 / 1.5)
 
 
+@pytest.mark.slow
 def test_prediction_grid_captions_and_marks_mistakes_in_red():
     images = np.zeros((4, 28, 28), np.uint8)
     y_true = np.array([0, 1, 2, 2])

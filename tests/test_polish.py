@@ -58,6 +58,7 @@ def test_predict_warns_about_a_blank_picture_and_uses_the_recorded_preparation(d
     assert "blank.png: the prepared picture is blank" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_messages_in_the_subcommands_own_words(data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--dataset", f"idx:{data}", "--bogus"])
@@ -117,6 +118,7 @@ def test_compare_says_not_installed_on_stderr(data, capsys, monkeypatch):
     assert "keras: not installed" in captured.err and "not installed" not in captured.out
 
 
+@pytest.mark.slow
 def test_figures_integer_epochs_a_weight_scale_and_natural_axes(tmp_path):
     from fcnet import plots
     from fcnet.sweep import _natural
@@ -131,6 +133,7 @@ def test_figures_integer_epochs_a_weight_scale_and_natural_axes(tmp_path):
         "64", "64,32", "128", "256", "512", "1024"]
 
 
+@pytest.mark.slow
 def test_report_navigation_names_and_settings_as_written(data, tmp_path):
     for name, hidden in (("a", "32"), ("b", "16,8")):
         assert main(["train", "--dataset", f"idx:{data}", "--hidden", hidden, "--epochs", "1", "--quiet",

@@ -38,6 +38,7 @@ def test_the_penalty_is_in_the_loss_and_its_gradient_passes_gradcheck():
     assert net.evaluate(x, y).loss == pytest.approx(plain.evaluate(x, y).loss + net.penalty(), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_sgd_with_l2_is_torch_sgd_with_weight_decay_on_the_kernels():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)

@@ -46,19 +46,20 @@ def start_and_wait_for_checkpoint(args, folder, timeout=120):
 
 @pytest.fixture(scope="module")
 def slow_set(tmp_path_factory):
-    """A synthetic set big enough that an epoch takes a noticeable time at batch 8."""
+    """A synthetic set big enough that an epoch takes a noticeable time at batch 8 (a few tenths of a second)."""
     folder = tmp_path_factory.mktemp("data")
-    write_idx_set(folder, n_train=6000, n_test=200)
+    write_idx_set(folder, n_train=2400, n_test=200)
     return folder
 
 
-def lab_args(data, out, epochs=12):
+def lab_args(data, out, epochs=6):
     # One thread count for every run compared here: one thread rounds differently from several (fcnet.threads),
     # and left to itself each run would take the cores free when it starts.
     return ["train", "--dataset", f"idx:{data}", "--epochs", epochs, "--batch-size", "8", "--optimizer", "adam",
-            "--lr", "0.001", "--quiet", "--out", out, "--threads", os.cpu_count() or 1]
+            "--lr", "0.001", "--quiet", "--no-figures", "--out", out, "--threads", os.cpu_count() or 1]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(slow_set, tmp_path):
     full = run(*lab_args(slow_set, tmp_path / "full"))
     assert full.returncode == 0, full.stderr
@@ -67,9 +68,9 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     _, state = load_checkpoint(tmp_path / "killed")  # never torn: the old checkpoint or the new one
-    assert 1 <= state["epoch"] < 12
+    assert 1 <= state["epoch"] < 6
     assert not (tmp_path / "killed" / "model.npz").exists()
-    resumed = run("train", "--resume", tmp_path / "killed", "--quiet")
+    resumed = run("train", "--resume", tmp_path / "killed", "--quiet", "--no-figures")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after epoch {state['epoch']}" in resumed.stdout
     a, b = fcnet.load_model(tmp_path / "full" / "model.npz"), fcnet.load_model(tmp_path / "killed" / "model.npz")
@@ -81,6 +82,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     assert ma["test"] == mb["test"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(slow_set, tmp_path):
     out = tmp_path / "run"
     proc = start_and_wait_for_checkpoint(lab_args(slow_set, out), out)
@@ -114,6 +116,7 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(np.isfinite(p).all() for p in good.parameters)
 
 
+@pytest.mark.slow
 def test_cli_divergence_exits_1_in_one_line(tmp_path, idx_dir):
     r = run("train", "--dataset", f"idx:{idx_dir}", "--lr", "1e6", "--epochs", "3", "--out", tmp_path / "run")
     assert r.returncode == 1
@@ -221,6 +224,7 @@ VALID = gzip.decompress(gzip.compress(b"\0\0\x08\x03" + (3).to_bytes(4, "big") +
                                       + (5).to_bytes(4, "big") + bytes(range(60))))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), compress=st.booleans())
 def test_mutated_idx_files_give_consistent_arrays_or_data_errors(tmp_path_factory, data, compress):

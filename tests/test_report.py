@@ -11,6 +11,8 @@ from fcnet.cli import main
 from fcnet.report import FIGURES, kinds
 from fcnet.saving import load_model
 
+pytestmark = pytest.mark.slow  # every test reads the runs a module fixture trains and draws
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = shutil.which("chromium")
 
@@ -30,6 +32,7 @@ def runs(tmp_path_factory):
 IMAGE_FIGURES = ("curves", "confusion", "predictions", "mistakes", "weights")
 
 
+@pytest.mark.slow
 def test_train_out_saves_every_figure_and_per_class_metrics(runs):
     assert kinds(load_model(runs / "sgd" / "model.npz")) == IMAGE_FIGURES
     for filename in (FIGURES[kind][0] for kind in IMAGE_FIGURES):
@@ -41,6 +44,7 @@ def test_train_out_saves_every_figure_and_per_class_metrics(runs):
     assert correct / 200 == pytest.approx(metrics["test"]["accuracy"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", IMAGE_FIGURES)
 def test_plot_command_writes_one_figure(runs, kind, tmp_path):
     assert main(["plot", str(runs / "sgd"), "--kind", kind, "-o", str(tmp_path / f"{kind}.png")]) == 0
@@ -58,6 +62,7 @@ def test_report_is_one_self_contained_file(runs, tmp_path):
     assert main(["report", str(tmp_path / "nope"), "-o", str(out)]) == 1
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
 def test_report_renders_in_headless_chromium(runs, tmp_path):
     from playwright.sync_api import sync_playwright

@@ -24,6 +24,7 @@ def config_for(idx_dir, **changes):
                           **changes})
 
 
+@pytest.mark.slow
 def test_the_library_and_the_cli_train_the_same_run(idx_dir, tmp_path):
     config = config_for(idx_dir, validation_split=0.2, optimizer="adam", lr=0.002)
     result = train_run(config, out=tmp_path / "lib", verbose=0)
@@ -56,24 +57,27 @@ def test_verbose_prints_the_run_as_the_cli_does(idx_dir, capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_resuming_continues_bit_identically_and_refuses_changed_settings(idx_dir, tmp_path):
-    full = train_run(config_for(idx_dir, epochs=3), out=tmp_path / "full", verbose=0)
-    train_run(config_for(idx_dir), out=tmp_path / "part", verbose=0)
+    full = train_run(config_for(idx_dir, epochs=3), out=tmp_path / "full", verbose=0, figures=False)
+    train_run(config_for(idx_dir), out=tmp_path / "part", verbose=0, figures=False)
     with pytest.raises(ValueError, match=r"lr is 0\.1 in the checkpointed run in .*part, not 0\.5; .*only epochs, "
                                          r"engine, data_dir, preparation, threads may change"):
-        train_run(config_for(idx_dir, epochs=3, lr=0.5), out=tmp_path / "part", resume=True, verbose=0)
+        train_run(config_for(idx_dir, epochs=3, lr=0.5), out=tmp_path / "part", resume=True, verbose=0, figures=False)
     with pytest.raises(ValueError, match="has already trained 2 epochs"):
-        train_run(config_for(idx_dir, epochs=1), out=tmp_path / "part", resume=True, verbose=0)
+        train_run(config_for(idx_dir, epochs=1), out=tmp_path / "part", resume=True, verbose=0, figures=False)
     with pytest.raises(ValueError, match="resume needs the run folder"):
         train_run(config_for(idx_dir), resume=True)
-    resumed = train_run(config_for(idx_dir, epochs=3), out=tmp_path / "part", resume=True, verbose=0)
+    resumed = train_run(config_for(idx_dir, epochs=3), out=tmp_path / "part", resume=True, verbose=0, figures=False)
     assert resumed.metrics.history["loss"] == full.metrics.history["loss"]
     for p, q in zip(full.model.parameters, resumed.model.parameters):
         assert_array_equal(p, q)
-    more = train_run(config_for(idx_dir, epochs=4, engine="numpy"), out=tmp_path / "part", resume=True, verbose=0)
+    more = train_run(config_for(idx_dir, epochs=4, engine="numpy"), out=tmp_path / "part", resume=True,
+                     verbose=0, figures=False)
     assert more.metrics.engine == "numpy" and more.metrics.history["loss"][:3] == full.metrics.history["loss"]
 
 
+@pytest.mark.slow
 def test_cli_resume_writes_where_it_is_told_and_names_a_refused_flag(idx_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--dataset", f"idx:{idx_dir}", "--hidden", "8", "--epochs", "2", "--quiet",
@@ -105,10 +109,10 @@ def test_ctrl_c_says_what_was_saved(idx_dir, tmp_path):
                 raise KeyboardInterrupt
 
     with pytest.raises(RunInterrupted, match="interrupted; no epoch finished, nothing saved in"):
-        train_run(config_for(idx_dir), out=tmp_path / "a", callbacks=[CtrlC(0)], verbose=0)
+        train_run(config_for(idx_dir), out=tmp_path / "a", callbacks=[CtrlC(0)], verbose=0, figures=False)
     with pytest.raises(RunInterrupted, match=r"interrupted; epoch 1 is saved in .*b; resume with: fcnet train "
                                              r"--resume .*b$"):
-        train_run(config_for(idx_dir), out=tmp_path / "b", callbacks=[CtrlC(1)], verbose=0)
+        train_run(config_for(idx_dir), out=tmp_path / "b", callbacks=[CtrlC(1)], verbose=0, figures=False)
     with pytest.raises(RunInterrupted, match=r"nothing saved \(use --out DIR"):
         train_run(config_for(idx_dir), callbacks=[CtrlC(1)], verbose=0)
     assert issubclass(RunInterrupted, KeyboardInterrupt)  # Jupyter's stop button still means stop
@@ -175,6 +179,7 @@ def test_the_shipped_sweeps_are_found_by_name():
     assert str(spec_path("no/such.toml")) == "no/such.toml"  # a path stays a path (and fails as one)
 
 
+@pytest.mark.slow
 def test_a_notebook_line_trains_fashion_mnist(fashion):
     code = ("import fcnet; r = fcnet.train_run(fcnet.TrainConfig(dataset='fashion-mnist', limit=5000, epochs=1), "
             "verbose=0); print(r.metrics.test['accuracy'], len(r.metrics.epochs))")
@@ -183,6 +188,7 @@ def test_a_notebook_line_trains_fashion_mnist(fashion):
     assert float(accuracy) > 0.5 and epochs == "1"
 
 
+@pytest.mark.slow
 def test_plot_finds_the_data_where_the_run_found_it(tmp_path, capsys):
     shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
     if not (shared / "mnist").is_dir():
@@ -194,6 +200,7 @@ def test_plot_finds_the_data_where_the_run_found_it(tmp_path, capsys):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_a_folder_trained_again_holds_only_the_new_runs_files(idx_dir, tmp_path):
     pytest.importorskip("matplotlib")
     first = train_run(config_for(idx_dir), out=tmp_path / "run", verbose=0)
@@ -218,6 +225,7 @@ def test_metrics_json_records_the_rate_each_epoch_trained_at(idx_dir, tmp_path):
     assert plain.history["lr"] == [0.3, 0.3]
 
 
+@pytest.mark.slow
 def test_label_smoothing_trains_what_it_says_from_the_library_and_the_cli(idx_dir, tmp_path, capsys):
     smooth = train_run(config_for(idx_dir, label_smoothing=0.2), verbose=0)
     assert smooth.model.loss.label_smoothing == 0.2 and smooth.metrics.config["label_smoothing"] == 0.2
@@ -225,7 +233,8 @@ def test_label_smoothing_trains_what_it_says_from_the_library_and_the_cli(idx_di
     plain = train_run(config_for(idx_dir), verbose=0)
     assert smooth.metrics.history["loss"] != plain.metrics.history["loss"]
     assert main(["train", "--dataset", f"idx:{idx_dir}", "--hidden", "16", "--epochs", "2", "--batch-size", "50",
-                 "--threads", "2", "--label-smoothing", "0.2", "--quiet", "--out", str(tmp_path / "cli")]) == 0
+                 "--threads", "2", "--label-smoothing", "0.2", "--quiet", "--no-figures", "--out",
+                 str(tmp_path / "cli")]) == 0
     for p, q in zip(smooth.model.parameters, fcnet.load_model(tmp_path / "cli" / "model.npz").parameters):
         assert_array_equal(p, q)
     for flags, message in ((["--label-smoothing", "1"], "--label-smoothing: '1': must be in [0, 1)"),
@@ -235,9 +244,10 @@ def test_label_smoothing_trains_what_it_says_from_the_library_and_the_cli(idx_di
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_weight_decay_clipping_and_l2_flags_train_what_they_say_and_resume_bit_identically(idx_dir, tmp_path):
     flags = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05, "clipnorm": 0.5, "l2": 1e-3}
-    full = train_run(config_for(idx_dir, epochs=3, **flags), out=tmp_path / "full", verbose=0)
+    full = train_run(config_for(idx_dir, epochs=3, **flags), out=tmp_path / "full", verbose=0, figures=False)
     model = full.model
     assert model.optimizer.get_config()["weight_decay"] == 0.05 and model.optimizer.clipnorm == 0.5
     assert all(layer.kernel_regularizer.l2 == 1e-3 for layer in model.layers)
@@ -245,8 +255,8 @@ def test_weight_decay_clipping_and_l2_flags_train_what_they_say_and_resume_bit_i
     assert full.metrics.config["clipnorm"] == 0.5
     assert main(["train", "--dataset", f"idx:{idx_dir}", "--hidden", "16", "--epochs", "2", "--batch-size", "50",
                  "--threads", "2", "--optimizer", "adamw", "--lr", "0.003", "--weight-decay", "0.05", "--clipnorm",
-                 "0.5", "--l2", "0.001", "--quiet", "--out", str(tmp_path / "part")]) == 0
-    assert main(["train", "--resume", str(tmp_path / "part"), "--epochs", "3", "--quiet"]) == 0
+                 "0.5", "--l2", "0.001", "--quiet", "--no-figures", "--out", str(tmp_path / "part")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "part"), "--epochs", "3", "--quiet", "--no-figures"]) == 0
     resumed = fcnet.load_model(tmp_path / "part" / "model.npz")
     for p, q in zip(model.parameters, resumed.parameters):
         assert_array_equal(p, q)
@@ -255,9 +265,10 @@ def test_weight_decay_clipping_and_l2_flags_train_what_they_say_and_resume_bit_i
         float((p**2).sum()) for p in model.parameters[::2])  # decay and penalty keep the weights smaller
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_epoch_and_carries_its_watch_over_a_resume(idx_dir, tmp_path, capsys):
     config = config_for(idx_dir, epochs=40, lr=3.0, validation_split=0.3, early_stopping=2)  # lr 3: it wobbles
-    whole = train_run(config, out=tmp_path / "whole", verbose=0)
+    whole = train_run(config, out=tmp_path / "whole", verbose=0, figures=False)
     losses = whole.metrics.history["val_loss"]
     best = losses.index(min(losses))
     assert len(losses) == best + 3 < 40  # stopped two epochs after its best
@@ -269,28 +280,30 @@ def test_early_stopping_keeps_the_best_epoch_and_carries_its_watch_over_a_resume
                 raise KeyboardInterrupt
 
     with pytest.raises(RunInterrupted):
-        train_run(config, out=tmp_path / "part", callbacks=[Killed()], verbose=0)
-    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+        train_run(config, out=tmp_path / "part", callbacks=[Killed()], verbose=0, figures=False)
+    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0, figures=False)
     assert resumed.metrics.history["val_loss"] == losses
     for p, q in zip(whole.model.parameters, resumed.model.parameters):  # both the best epoch's weights
         assert_array_equal(p, q)
-    again = train_run(config, out=tmp_path / "part", resume=True, verbose=1)  # it had stopped: nothing to train
+    again = train_run(config, out=tmp_path / "part", resume=True,
+                      verbose=1, figures=False)  # it had stopped: nothing to train
     assert "nothing to train" in capsys.readouterr().out
     for p, q in zip(whole.model.parameters, again.model.parameters):
         assert_array_equal(p, q)
     (tmp_path / "part" / f"best-{best + 1}.npz").unlink()
     with pytest.raises(fcnet.FcnetError, match="best weights .* are missing"):
-        train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+        train_run(config, out=tmp_path / "part", resume=True, verbose=0, figures=False)
     with pytest.raises(ValueError, match="early_stopping watches the validation loss"):
         config_for(idx_dir, early_stopping=3)
 
 
+@pytest.mark.slow
 def test_reduce_lr_on_plateau_cuts_the_rate_and_a_resumed_run_carries_on_its_counters(idx_dir, tmp_path):
     from fcnet.callbacks import ReduceLROnPlateau
     from fcnet.checkpoint import load_checkpoint
 
     config = config_for(idx_dir, epochs=10, validation_split=0.2, optimizer="sgd", lr=2.0, reduce_lr=2)
-    full = train_run(config, out=tmp_path / "full", verbose=0)
+    full = train_run(config, out=tmp_path / "full", verbose=0, figures=False)
     history = load_checkpoint(tmp_path / "full")[1]["history"]  # each epoch's rate, as the checkpoint keeps it
     rates = history["lr"]
     assert rates[0] == 2.0 and min(rates) < 2.0  # the validation loss stalled at this rate, and it was cut
@@ -301,8 +314,8 @@ def test_reduce_lr_on_plateau_cuts_the_rate_and_a_resumed_run_carries_on_its_cou
         watch.resume({k: v[:epoch] for k, v in history.items()})
         waiting += [epoch] if watch.wait == 1 else []
     assert waiting
-    train_run(config.replace(epochs=waiting[0]), out=tmp_path / "part", verbose=0)  # killed there
-    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+    train_run(config.replace(epochs=waiting[0]), out=tmp_path / "part", verbose=0, figures=False)  # killed there
+    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0, figures=False)
     assert load_checkpoint(tmp_path / "part")[1]["history"]["lr"] == rates
     assert resumed.metrics.history["loss"] == full.metrics.history["loss"]
     for p, q in zip(full.model.parameters, resumed.model.parameters):

@@ -131,8 +131,8 @@ def test_lr_schedule_from_the_cli_runs_on_every_engine_alike_and_resumes(idx_dir
                 raise KeyboardInterrupt
 
     with pytest.raises(fcnet.errors.RunInterrupted, match="epoch 2 is saved"):
-        train_run(config, out=tmp_path / "part", callbacks=[Killed()], verbose=0)
-    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0)
+        train_run(config, out=tmp_path / "part", callbacks=[Killed()], verbose=0, figures=False)
+    resumed = train_run(config, out=tmp_path / "part", resume=True, verbose=0, figures=False)
     for p, q in zip(numpy_run.model.parameters if numpy_run.metrics.engine == resumed.metrics.engine
                     else numba_run.model.parameters, resumed.model.parameters):
         assert_array_equal(p, q)

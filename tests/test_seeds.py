@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+pytestmark = [pytest.mark.e2e]
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

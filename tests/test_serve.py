@@ -50,6 +50,7 @@ def call(port, method, path, body=b"", headers=None, chunked=False):
         "application/json") else data
 
 
+@pytest.mark.slow
 def test_health_and_model_summary(served):
     _, port, _ = served
     assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
@@ -121,6 +122,7 @@ def test_a_chunked_body_over_1_mb_is_refused(served):
     assert status == 413 and "body over" in result["error"]
 
 
+@pytest.mark.slow
 def test_bounded_load_every_answer_right(served):
     model, port, _ = served
     bodies, expected = workload(model, n=100)
@@ -129,6 +131,7 @@ def test_bounded_load_every_answer_right(served):
     print(f"\n{rps:.0f} predictions/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
 def test_drawing_a_digit_in_chromium_shows_probabilities_and_the_input(served):
     from playwright.sync_api import sync_playwright
@@ -173,6 +176,7 @@ def test_a_port_in_use_is_a_one_line_error(served, capsys):
                                                "(Address already in use); pick another --port")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
 def test_a_fashion_model_page_asks_for_a_picture_and_names_the_class(tmp_path):
     from playwright.sync_api import sync_playwright
@@ -229,6 +233,7 @@ def _png_of(array):
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_healthz_answers_while_large_pictures_are_decoded(served):
     import threading
     import time
@@ -258,6 +263,7 @@ def test_healthz_answers_while_large_pictures_are_decoded(served):
     assert health < min(seconds for seconds, _, _ in uploads) / 2  # not queued behind a decode
 
 
+@pytest.mark.slow
 def test_port_0_prints_the_port_it_got_and_a_restart_binds_at_once(served):
     import signal
     import subprocess

@@ -18,6 +18,7 @@ from fcnet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
+@pytest.mark.slow
 @parametrize_with_checks([MLPClassifier(), MLPRegressor(), MLPClassifier(dropout=0.2, batch_norm=True)])
 def test_scikit_learns_own_checks(estimator, check):
     check(estimator)
@@ -29,6 +30,7 @@ def table():
     return x, np.array(["cat", "dog", "eel"])[y]
 
 
+@pytest.mark.slow
 def test_in_a_pipeline_a_parallel_grid_search_and_cross_validation(table):
     x, y = table
     pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=60, random_state=0))

@@ -67,6 +67,7 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path):
     assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 1
 
 
+@pytest.mark.slow
 def test_sweep_survives_a_killed_worker_records_each_trial_once_and_reruns_nothing(tmp_path, data):
     path = spec(tmp_path, data)
     out = tmp_path / "sweep"
@@ -104,6 +105,7 @@ def test_sweep_survives_a_killed_worker_records_each_trial_once_and_reruns_nothi
     assert db.execute("SELECT id, started FROM runs ORDER BY id").fetchall() == started
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, data, capsys, monkeypatch):
     from fcnet import sweep
 
@@ -114,6 +116,7 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, data, capsys, mo
     assert err[-1].startswith("fcnet: error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
 
 
+@pytest.mark.slow
 def test_cli_sweep_outputs_and_runs_commands(tmp_path, data, capsys):
     path = spec(tmp_path, data, epochs=2, batch=64)
     out = tmp_path / "sweep"
@@ -137,6 +140,7 @@ def test_cli_sweep_outputs_and_runs_commands(tmp_path, data, capsys):
     assert "hidden=48,16 optimizer=adam lr=0.001" in page or "hidden=48,16 lr=0.001 optimizer=adam" in page
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_with_its_exception_and_the_sweep_goes_on(tmp_path, data, capsys):
     path = tmp_path / "diverge.toml"
     path.write_text(f'dataset = "idx:{data}"\nepochs = 2\nlimit = 500\n[grid]\nlr = [0.05, 1e6]\n')
@@ -149,6 +153,7 @@ def test_a_failing_trial_is_recorded_with_its_exception_and_the_sweep_goes_on(tm
     assert captured.err.strip().splitlines()[-1] == f"failed: {failed[0]['id']} {failed[0]['error']}"
 
 
+@pytest.mark.slow
 def test_two_sweeps_of_one_file_on_one_cluster_train_their_own_trials(tmp_path, data):
     import subprocess
     import sys
@@ -171,6 +176,7 @@ def test_two_sweeps_of_one_file_on_one_cluster_train_their_own_trials(tmp_path, 
         assert len(list((tmp_path / name / "trials").glob("*/model.npz"))) == 4  # trained here, not borrowed
 
 
+@pytest.mark.slow
 def test_a_relative_out_is_resolved_by_the_driver(tmp_path, data, monkeypatch):
     from fcnet import sweep
 
@@ -185,6 +191,7 @@ def test_a_relative_out_is_resolved_by_the_driver(tmp_path, data, monkeypatch):
     assert opened == [tmp_path / "rel" / "runs.sqlite"]  # absolute: what the workers are sent is the driver's
 
 
+@pytest.mark.slow
 def test_a_huge_sweep_is_counted_before_anything_is_made_and_runs_only_with_yes(tmp_path, data, capsys, monkeypatch):
     from fcnet import sweep
 

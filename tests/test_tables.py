@@ -44,9 +44,10 @@ def table_csv(tmp_path):
     return write_csv(tmp_path / "people.csv", people())
 
 
-def train(csv_path, out, *flags):
+def train(csv_path, out, *flags, figures=False):
+    """``fcnet train`` on a table; the figures only where a test looks at them."""
     return main(["train", "--dataset", f"csv:{csv_path}", "--hidden", "16", "--epochs", "4", "--quiet",
-                 "--threads", "1", "--out", str(out), *flags])
+                 "--threads", "1", "--out", str(out), *flags, *([] if figures else ["--no-figures"])])
 
 
 # -- what training learns from the table -------------------------------------------------------------------
@@ -125,7 +126,8 @@ def test_an_npz_with_its_own_test_part_keeps_it(tmp_path):
 # -- the command line, end to end --------------------------------------------------------------------------
 
 def test_train_predict_evaluate_a_classifier(table_csv, tmp_path, capsys):
-    assert train(table_csv, tmp_path / "run", "--target", "bought", "--optimizer", "adam", "--lr", "0.01") == 0
+    assert train(table_csv, tmp_path / "run", "--target", "bought", "--optimizer", "adam", "--lr", "0.01",
+                 figures=True) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.9 and metrics["architecture"] == "6-16-2"
     assert sorted(p.name for p in (tmp_path / "run").glob("*.png")) == ["confusion.png", "curves.png"]
@@ -148,9 +150,10 @@ def test_train_predict_evaluate_a_classifier(table_csv, tmp_path, capsys):
     assert out.startswith("test loss") and "test accuracy 0.9" in out and "1200 csv:" in out
 
 
+@pytest.mark.slow
 def test_train_predict_a_regression_in_the_targets_units(table_csv, tmp_path, capsys):
     assert train(table_csv, tmp_path / "reg", "--target", "price", "--task", "regression", "--optimizer", "adam",
-                 "--lr", "0.01", "--epochs", "30") == 0
+                 "--lr", "0.01", "--epochs", "30", figures=True) == 0
     metrics = json.loads((tmp_path / "reg" / "metrics.json").read_text())
     assert metrics["config"]["loss"] == "mse" and "accuracy" not in metrics["test"]
     assert metrics["test"]["r2"] > 0.95 and metrics["test"]["mae"] < 15  # price spans about 300..800
@@ -168,6 +171,7 @@ def test_train_predict_a_regression_in_the_targets_units(table_csv, tmp_path, ca
     assert "test R²" in page and "test MAE" in page and "Test predictions against the truth" in page
 
 
+@pytest.mark.slow
 def test_a_table_run_resumes_bit_identically(table_csv, tmp_path):
     flags = ("--target", "bought", "--validation-split", "0.1")
     assert train(table_csv, tmp_path / "whole", *flags) == 0
@@ -307,6 +311,7 @@ def test_onnx_takes_the_raw_columns_and_answers_as_fcnet(table_csv, tmp_path, ta
         assert list(got[1]) == [spec.classes[k] for k in probs.argmax(axis=1)]
 
 
+@pytest.mark.slow
 # -- serve takes {"features": {...}} ------------------------------------------------------------------------
 
 def test_serve_answers_rows_as_predict_does(table_csv, tmp_path):
@@ -390,6 +395,7 @@ def test_the_run_store_ranks_regressions_by_r2_and_upgrades_old_stores(tmp_path)
     assert (tmp_path / "sweep_axes.png").is_file()
 
 
+@pytest.mark.slow
 def test_the_tables_example_trains_scikit_learns_bundled_tables(tmp_path, capsys):
     pytest.importorskip("sklearn")
     pytest.importorskip("onnx")
@@ -419,6 +425,7 @@ def test_a_test_class_that_training_never_saw_is_refused(tmp_path):
 CHROMIUM = shutil.which("chromium")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
 def test_the_table_page_in_chromium_predicts_a_filled_in_row(table_csv, tmp_path):
     pytest.importorskip("fastapi")

@@ -29,6 +29,13 @@ class Seen(Callback):
             self.seen.append(blas.get_threads())
 
 
+
+@pytest.fixture(autouse=True)
+def _choose_freely(monkeypatch):
+    """The suite fixes one thread (tests/conftest.py); these tests are about the choice, so they clear it."""
+    monkeypatch.delenv("FCNET_THREADS", raising=False)
+
+
 def lab():
     model = fcnet.Sequential([fcnet.Dense(300, "relu", input_dim=784), fcnet.Dense(10, "softmax")], seed=0)
     model.compile("sgd", "sparse_categorical_crossentropy")
@@ -89,6 +96,7 @@ def test_one_thread_rounds_differently_so_the_count_is_recorded_and_a_resume_kee
     assert resumed.config.threads == 1 and resumed.metrics.config["threads"] == 1
 
 
+@pytest.mark.slow
 def test_with_a_busy_process_beside_it_fit_takes_one_thread_fewer():
     x, y = data(20_000)  # a lab epoch of ~0.1 s or more: long enough to read the CPU counters
     if blas.get_threads() < 2:

@@ -8,9 +8,9 @@ never more than it has (so ``OPENBLAS_NUM_THREADS`` or an outer ``threadpool_lim
 ``FCNET_THREADS`` or ``fit(threads=N)`` fixes the number instead.
 
 The count is chosen once per fit and recorded (``history.threads``; a run's checkpoint and metrics.json),
-not changed between epochs: OpenBLAS's single-threaded products round differently from its multi-threaded
-ones (2, 3 and 4 threads agree to the bit, 1 does not), so a count that followed the load would make a
-seeded run depend on what else the machine was doing. Give the recorded count to repeat a run bit for bit.
+not changed between epochs: OpenBLAS's products round differently with another thread count (1 thread against
+2 always; with its AVX-512 kernels 2 and 3 differ too, with the AVX2 ones they agree), so a count that followed
+the load would make a seeded run depend on what else the machine was doing. Give the recorded count to repeat a run bit for bit.
 """
 
 import os

@@ -100,6 +100,7 @@ class Losses(Callback):
         self.seen.append((batch, logs["loss"]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compiled", COMPILED)
 def test_every_step_reaches_the_callbacks_with_its_own_loss(compiled):
     x, y = data(n=20_000)

@@ -15,6 +15,7 @@ from fcnet.engines import cuda
 NVCC = shutil.which("nvcc")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(NVCC is None, reason="no nvcc (CUDA's compiler) here")
 def test_every_kernel_the_engine_launches_compiles_for_hopper_in_both_dtypes(tmp_path):
     names = {name for dtype in (np.float32, np.float64) for x_dtype in (np.uint8, dtype)

@@ -18,6 +18,8 @@ from fcnet.engines import cuda
 from fcnet.gradcheck import biases_off_the_kinks, gradcheck
 from fcnet.optimizers import SGD, Adam, RMSprop
 
+pytestmark = [pytest.mark.gpu]
+
 if cuda.unavailable():
     pytest.skip(f"no GPU for the CUDA engine: {cuda.unavailable()}", allow_module_level=True)
 
