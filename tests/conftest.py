@@ -1,5 +1,8 @@
 import http.server
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -35,6 +38,23 @@ TOLERANCE = {("numba", "float64"): 1e-12, ("numba", "float32"): 2e-5, ("cuda", "
              ("cuda", "float32"): 1e-4}
 
 
+FCNET = [sys.executable, "-m", "fcnet"]
+
+
+def run(*args, env=None):
+    """``fcnet ARGS`` in a subprocess, as a user's shell runs it (``env`` added to this one's)."""
+    return subprocess.run([*FCNET, *map(str, args)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def write_npz(path, arrays, config=None):
+    """A model-like ``.npz`` written by hand (``config`` as the JSON string fcnet stores), for crafted files."""
+    if config is not None:
+        arrays = {**arrays, "config": np.array(json.dumps(config))}
+    np.savez(path, **arrays)
+    return path
+
+
 def synthetic_images(n, rng, n_classes=10, side=28):
     """Learnable uint8 images: each class lights up its own horizontal band, plus noise."""
     y = rng.integers(0, n_classes, n).astype(np.uint8)
@@ -43,6 +63,19 @@ def synthetic_images(n, rng, n_classes=10, side=28):
     for c in range(n_classes):
         x[y == c, c * band:(c + 1) * band, :] += 180
     return x, y
+
+
+def tiny_data(n=120, seed=0):
+    """``n`` rows of 12 ``uint8`` inputs and labels of 3 classes."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 12), dtype=np.uint8), rng.integers(0, 3, n)
+
+
+def tiny_net(seed=0, optimizer="sgd"):
+    """A compiled 12-8-3 ReLU/softmax network for :func:`tiny_data`."""
+    model = fcnet.Sequential([fcnet.Dense(8, "relu", input_dim=12), fcnet.Dense(3, "softmax")], seed=seed)
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
 
 
 def write_idx_set(folder, n_train=600, n_test=200, seed=0, suffix=".gz"):
@@ -108,6 +141,14 @@ def mirror():
     m = Mirror()
     yield m
     m.close()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A synthetic IDX set (600 training, 200 test images) shared by a module's tests."""
+    folder = tmp_path_factory.mktemp("data")
+    write_idx_set(folder, n_train=600, n_test=200)
+    return folder
 
 
 @pytest.fixture

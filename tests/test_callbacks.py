@@ -4,10 +4,11 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import tiny_data, tiny_net
 from numpy.testing import assert_array_equal
 
 import fcnet
-from fcnet.callbacks import CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
+from fcnet.callbacks import CSVLogger, EarlyStopping, LearningRateScheduler, LivePlot, ModelCheckpoint
 
 
 def overfitting():
@@ -95,3 +96,17 @@ def test_reduce_lr_on_plateau_in_fit_lowers_the_rate_when_validation_stalls():
                         callbacks=[ReduceLROnPlateau(factor=0.5, patience=2)])
     rates = history.history["lr"]
     assert rates[0] == 0.02 and rates[-1] < 0.02 and all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+@pytest.mark.slow
+def test_live_plot_redraws_the_curves_every_epoch(tmp_path):
+    pytest.importorskip("matplotlib")
+    x, y = tiny_data()
+    sizes = []
+
+    class Watch(fcnet.Callback):
+        def on_epoch_end(self, epoch, logs):
+            sizes.append((tmp_path / "live.png").stat().st_size)
+
+    tiny_net().fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[LivePlot(tmp_path / "live.png"), Watch()])
+    assert len(sizes) == 3 and all(s > 1000 for s in sizes) and len(set(sizes)) > 1

@@ -1,19 +1,12 @@
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run
 
+import fcnet
 from fcnet.cli import main
-
-FCNET = [sys.executable, "-m", "fcnet"]
-
-
-def run(*args, env=None):
-    return subprocess.run([*FCNET, *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
 
 
 @pytest.mark.slow
@@ -148,3 +141,43 @@ def test_train_and_compare_take_a_flag_for_every_config_field(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "--dropout, --augment: not mirrored by the other frameworks" in err and len(err.splitlines()) == 1
+
+
+def test_predict_warns_about_a_blank_picture_and_uses_the_recorded_preparation(data, tmp_path, capsys):
+    from PIL import Image
+
+    assert main(["train", "--dataset", f"idx:{data}", "--hidden", "16", "--epochs", "1", "--quiet", "--no-figures",
+                 "--preparation", "digits", "--out", str(tmp_path / "run")]) == 0
+    model = fcnet.load_model(tmp_path / "run" / "model.npz")
+    assert model.metadata["preparation"] == "digits" and model.metadata["dataset"] == f"idx:{data}"
+    Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run" / "model.npz"), str(tmp_path / "blank.png")]) == 0
+    assert "blank.png: the prepared picture is blank" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_messages_in_the_subcommands_own_words(data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--dataset", f"idx:{data}", "--bogus"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "fcnet train: error: unrecognized arguments: --bogus" in err
+    assert "usage: fcnet train" in err
+    assert main(["train", "--dataset", f"idx:{data}", "--hidden", "8", "--epochs", "1", "--quiet", "--no-figures",
+                 "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--quiet", "--epochs", "1"]) == 0
+    assert "has trained all 1 epochs already: nothing to train" in capsys.readouterr().out
+    monkey_cwd = tmp_path / "cwd"
+    monkey_cwd.mkdir()
+
+    here = os.getcwd()
+    os.chdir(monkey_cwd)
+    try:
+        (monkey_cwd / "report.html").write_text("my own page")
+        with pytest.raises(SystemExit) as exit_:
+            main(["report", str(tmp_path / "run")])
+        assert exit_.value.code == 2 and (monkey_cwd / "report.html").read_text() == "my own page"
+        assert main(["report", str(tmp_path / "run"), "-o", "report.html"]) == 0  # named: overwritten
+    finally:
+        os.chdir(here)

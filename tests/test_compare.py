@@ -1,5 +1,6 @@
 """fcnet compare: the same network, initial weights and data order in fcnet, PyTorch, Keras and JAX."""
 
+
 import numpy as np
 import pytest
 from conftest import synthetic_images
@@ -70,3 +71,15 @@ def test_unknown_framework_is_a_usage_error():
     with pytest.raises(SystemExit) as info:
         main(["compare", "--framework", "mxnet"])
     assert info.value.code == 2
+
+
+def test_compare_says_not_installed_on_stderr(data, capsys, monkeypatch):
+    from fcnet import compare
+
+    def missing(name, model, batch_size):
+        raise compare.NotInstalled(name)
+
+    monkeypatch.setattr(compare, "make_runner", missing)
+    assert main(["compare", "--framework", "keras", "--dataset", f"idx:{data}", "--epochs", "1", "--hidden", "8"]) == 0
+    captured = capsys.readouterr()
+    assert "keras: not installed" in captured.err and "not installed" not in captured.out

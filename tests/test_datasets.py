@@ -12,6 +12,7 @@ from numpy.testing import assert_array_equal
 from fcnet import datasets
 from fcnet.datasets import FILES
 from fcnet.errors import ChecksumError, DataError, DataNotFoundError
+from fcnet.idx import write_idx
 
 
 def _generated_gz(tmp_path):
@@ -176,3 +177,53 @@ def test_recompressed_mnist_verifies_by_the_sha256_of_its_bytes():
     assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
     assert list(y[:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert datasets.download("mnist", shared, fetch=False) == shared / "mnist"
+
+
+def _blobs(tmp_path, **kwargs):
+    write_idx_set(tmp_path / "src", n_train=100, n_test=30, **kwargs)
+    return {stem: (tmp_path / "src" / (stem + ".gz")).read_bytes() for stem in FILES}
+
+
+def _patch_registry(monkeypatch, name, blobs, mirrors):
+    md5 = {stem: hashlib.md5(b).hexdigest() for stem, b in blobs.items()}
+    monkeypatch.setitem(datasets.REGISTRY, name, dataclasses.replace(datasets.REGISTRY[name], md5=md5,
+                                                                     mirrors=mirrors, sha256={}))
+    monkeypatch.setattr(datasets, "SYSTEM_ROOT", datasets.cache_dir() / "none")
+    monkeypatch.setenv("HOME", str(datasets.cache_dir() / "home"))
+
+
+def test_dropped_connection_moves_on_to_the_next_mirror(tmp_path, monkeypatch, mirror):
+    blobs = _blobs(tmp_path)
+    for stem, blob in blobs.items():
+        mirror.routes[f"/drop/{stem}.gz"] = "drop"
+        mirror.routes[f"/ok/{stem}.gz"] = blob
+    _patch_registry(monkeypatch, "mnist", blobs, (mirror.url + "/drop/", mirror.url + "/ok/"))
+    (x, _), _ = datasets.load("mnist")
+    assert len(x) == 100 and f"/drop/{FILES[0]}.gz" in mirror.hits
+
+
+def test_a_corrupt_file_in_the_cache_is_fetched_again(tmp_path, monkeypatch, mirror, caplog):
+    blobs = _blobs(tmp_path)
+    for stem, blob in blobs.items():
+        mirror.routes[f"/m/{stem}.gz"] = blob
+    _patch_registry(monkeypatch, "mnist", blobs, (mirror.url + "/m/",))
+    datasets.load("mnist")
+    cached = datasets.cache_dir() / "mnist" / (FILES[1] + ".gz")
+    cached.write_bytes(gzip.compress(b"\0\0\x08\x01" + (100).to_bytes(4, "big") + bytes(100)))  # valid IDX, wrong data
+    hits = len(mirror.hits)
+    (_, y), _ = datasets.load("mnist")
+    assert len(mirror.hits) == hits + 1 and "downloading it again" in caplog.text
+    assert cached.read_bytes() == blobs[FILES[1]]
+    assert y.any()
+
+
+def test_labels_outside_the_classes_are_rejected(tmp_path, monkeypatch):
+    folder = tmp_path / "bad"
+    arrays = write_idx_set(folder, n_train=50, n_test=20)
+    labels = arrays[1].copy()
+    labels[7] = 12
+    write_idx(folder / (FILES[1] + ".gz"), labels)
+    blobs = {stem: (folder / (stem + ".gz")).read_bytes() for stem in FILES}
+    _patch_registry(monkeypatch, "kmnist", blobs, ())
+    with pytest.raises(DataError, match="train labels must lie in 0..9, found 12"):
+        datasets.load("kmnist", data_dir=folder)

@@ -1,5 +1,6 @@
 import gzip
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -24,7 +25,6 @@ def test_round_trip_every_type(tmp_path, dtype, suffix):
 
 
 def test_a_gzipped_file_has_no_timestamp_so_its_bytes_are_the_arrays(tmp_path, monkeypatch):
-    import time
 
     a = np.arange(12, dtype="u1").reshape(3, 4)
     write_idx(tmp_path / "a.gz", a)
@@ -95,3 +95,34 @@ def test_random_bytes_give_consistent_arrays_or_data_errors(tmp_path_factory, da
     except DataError:
         return
     assert a.ndim == data[3] and a.nbytes == len(data) - 4 - 4 * a.ndim
+
+
+VALID = gzip.decompress(gzip.compress(b"\0\0\x08\x03" + (3).to_bytes(4, "big") + (4).to_bytes(4, "big")
+                                      + (5).to_bytes(4, "big") + bytes(range(60))))
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), compress=st.booleans())
+def test_mutated_idx_files_give_consistent_arrays_or_data_errors(tmp_path_factory, data, compress):
+    blob = bytearray(VALID)
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "truncate", "append", "insert"]))
+        at = data.draw(st.integers(0, max(len(blob) - 1, 0)))
+        if kind == "flip" and blob:
+            blob[at] = data.draw(st.integers(0, 255))
+        elif kind == "truncate":
+            del blob[at:]
+        elif kind == "append":
+            blob += data.draw(st.binary(min_size=1, max_size=8))
+        else:
+            blob[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    path = tmp_path_factory.mktemp("mut") / "f"
+    raw = bytes(blob)
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    try:
+        a = read_idx(path)
+    except DataError:
+        return
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(raw[3])]
+    assert list(a.shape) == dims and a.nbytes == len(raw) - 4 - 4 * raw[3]

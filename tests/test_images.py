@@ -75,3 +75,19 @@ def test_device_files_fifos_folders_and_oversized_files_are_refused_before_readi
     assert main(["predict", str(tmp_path / "m.npz"), "/dev/zero"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.endswith("/dev/zero: not a regular file") and len(err.splitlines()) == 1
+
+
+def test_a_transparent_background_becomes_paper_not_ink():
+    from fcnet.images import decode_image, is_blank, mnist_style
+
+    rgba = np.zeros((40, 40, 4), np.uint8)  # a drawing tool's export: black strokes on nothing
+    rgba[8:32, 18:22] = (0, 0, 0, 255)
+    gray = decode_image(_png(rgba))
+    assert gray[0, 0] == 255 and gray[20, 20] == 0  # transparent → white paper behind dark ink
+    prepared = mnist_style(gray)
+    assert not is_blank(prepared) and prepared.max() > 200
+    light = rgba.copy()
+    light[8:32, 18:22] = (255, 255, 255, 255)  # white strokes on nothing: black behind them
+    gray = decode_image(_png(light))
+    assert gray[0, 0] == 0 and gray[20, 20] == 255
+    assert is_blank(mnist_style(np.full((30, 30), 255, np.uint8))) and is_blank(np.zeros(784))

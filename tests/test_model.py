@@ -1,11 +1,13 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
-from conftest import synthetic_images
+from conftest import synthetic_images, tiny_data, tiny_net
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fcnet
+from fcnet.errors import DataError
 
 
 def lab_model(seed=0, dtype="float32", hidden=300, n_in=784):
@@ -256,3 +258,55 @@ def test_predict_proba_is_the_softmax_of_a_logits_model():
     logits.set_weights(soft.get_weights())
     assert_array_equal(soft.predict_proba(x), soft.predict(x))
     assert_allclose(logits.predict_proba(x), soft.predict(x), rtol=1e-12)
+
+
+def test_keras_spellings_and_methods():
+    x, y = tiny_data()
+    model = tiny_net(optimizer="Adam")
+    model.compile("Adam", "SparseCategoricalCrossentropy", metrics=["accuracy"])
+    assert isinstance(model.optimizer, fcnet.Adam) and model.loss.name == "sparse_categorical_crossentropy"
+    assert isinstance(fcnet.optimizers.get("RMSprop"), fcnet.RMSprop)
+    assert isinstance(fcnet.optimizers.get("AdamW"), fcnet.optimizers.AdamW)
+    with pytest.raises(ValueError, match="unknown optimizer 'Adagrad'; choose from sgd, adam, adamw, rmsprop"):
+        fcnet.optimizers.get("Adagrad")
+    w, b = model.layers[0].get_weights()
+    assert w.shape == (12, 8) and b.shape == (8,)
+    model.layers[0].set_weights([w * 0, b + 1])
+    assert_array_equal(model.parameters[1], np.ones(8, np.float32))
+    with pytest.raises(ValueError, match="expected 2 arrays"):
+        model.layers[0].set_weights([w])
+    assert_array_equal(model(x[:5]), model.predict(x[:5], verbose=0))
+    result = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(result) == {"loss", "accuracy"} and result["loss"] == model.evaluate(x, y).loss
+
+
+def test_evaluate_verbose_prints_its_result(capsys):
+    x, y = tiny_data()
+    ev = tiny_net().evaluate(x, y, verbose=1)
+    expected = f"evaluate: loss {ev.loss:.4f}  accuracy {ev.accuracy:.4f}  (120 examples)"
+    assert capsys.readouterr().out.strip() == expected
+
+
+def test_save_weights_and_load_weights(tmp_path):
+    a, b = tiny_net(seed=0), tiny_net(seed=1)
+    a.save_weights(tmp_path / "w.npz")
+    b.load_weights(tmp_path / "w.npz")
+    for p, q in zip(a.parameters, b.parameters):
+        assert_array_equal(p, q)
+    wide = fcnet.Sequential([fcnet.Dense(9, "relu", input_dim=12), fcnet.Dense(3, "softmax")])
+    with pytest.raises(DataError, match="cannot load these weights into this model"):
+        wide.load_weights(tmp_path / "w.npz")
+    (tmp_path / "junk.npz").write_text("junk")
+    with pytest.raises(DataError, match="cannot load"):
+        b.load_weights(tmp_path / "junk.npz")
+
+
+@pytest.mark.slow
+def test_integer_pixels_that_are_not_uint8_are_warned_about():
+    x, y = tiny_data()
+    with pytest.warns(UserWarning, match="inputs are int64 integers up to 255 and are used as they are"):
+        tiny_net().fit(x.astype(np.int64).tolist(), y, epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_net().fit(x, y, epochs=1, verbose=0)  # uint8: scaled, no warning
+        tiny_net().predict((x > 128).astype(np.int64))  # 0/1 integers: nothing to scale

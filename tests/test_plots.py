@@ -1,3 +1,4 @@
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
@@ -52,3 +53,18 @@ def test_first_layer_weights_draws_each_unit(tmp_path):
     assert_array_equal(drawn[2].images[0].get_array(), model.parameters[0][:, 2].reshape(28, 28))
     path = plots.save(fig, tmp_path / "w.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_figures_integer_epochs_a_weight_scale_and_natural_axes(tmp_path):
+    from fcnet import plots
+    from fcnet.sweep import _natural
+
+    fig = plots.learning_curves({"loss": [1.0, 0.5, 0.4], "accuracy": [0.5, 0.7, 0.8]})
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    model = fcnet.Sequential([fcnet.Dense(4, input_dim=784)], seed=0)
+    fig = plots.first_layer_weights(model, k=4)
+    assert len(fig.axes) == 4 + 1 and fig.axes[-1].get_ylabel() == "weight"  # the colour bar
+    assert sorted(["1024", "128", "256", "512", "64", "64,32"], key=_natural) == [
+        "64", "64,32", "128", "256", "512", "1024"]

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import write_idx_set
 
 from fcnet.cli import main
 from fcnet.report import FIGURES, kinds
@@ -19,7 +20,6 @@ CHROMIUM = shutil.which("chromium")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from conftest import write_idx_set
 
     root = tmp_path_factory.mktemp("runs")
     write_idx_set(root / "data", n_train=600, n_test=200)
@@ -84,3 +84,19 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
     assert len(widths) == 1 + 2 * len(IMAGE_FIGURES) and all(w > 0 for w in widths)
     assert tables >= 1 + 2 * 3  # comparison, then final / per-epoch / per-class for each run
     assert "adam" in comparison and "sgd" in comparison
+
+
+@pytest.mark.slow
+def test_report_navigation_names_and_settings_as_written(data, tmp_path):
+    for name, hidden in (("a", "32"), ("b", "16,8")):
+        assert main(["train", "--dataset", f"idx:{data}", "--hidden", hidden, "--epochs", "1", "--quiet",
+                     "--out", str(tmp_path / name)]) == 0
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<nav><strong>Contents</strong>" in page and 'href="#comparison"' in page
+    assert "hidden=16,8" in page and "hidden=32" in page  # runs named by what differs
+    assert "<td>16,8</td>" in page and "[16, 8]" not in page
+    for hidden_flag in ("quiet", "no_figures", "out"):
+        assert f"<td>{hidden_flag}</td>" not in page
+    assert re.search(r"<title>fcnet report — a, b</title>", page)
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["config"]["hidden"] == [32]

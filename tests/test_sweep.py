@@ -9,8 +9,10 @@ import time
 import pytest
 from conftest import write_idx_set
 
+import fcnet
 from fcnet.cli import main
 from fcnet.errors import FcnetError
+from fcnet.records import RunMetrics
 from fcnet.runstore import RunStore
 from fcnet.sweep import load_spec, parse_trial, run_sweep, trials
 
@@ -240,3 +242,55 @@ def test_each_ablation_variant_changes_one_setting_of_its_record(data):
     changed = sorted(sorted(k for k in c if c[k] != record[k]) for c in configs(f"{data}_ablation.toml"))
     assert changed[0] == [] and all(len(keys) == 1 for keys in changed[1:])  # the record once, then one change each
     assert {k for keys in changed for k in keys} >= {"augment", "lr_schedule", "batch_norm"}
+
+
+def test_runs_commands_have_headers_the_chosen_metric_and_names(tmp_path, capsys):
+    from fcnet.runstore import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    for rid, hidden, loss in (("aaa", [64], 0.5), ("bbb", [128], 0.4)):
+        config = fcnet.TrainConfig(hidden=hidden).to_dict()
+        store.start(rid, config, tmp_path / rid)
+        epochs = [{"epoch": 1, "seconds": 0.5, "loss": 1.0, "accuracy": 0.5}]
+        store.finish(rid, RunMetrics(config, "784-64-10", 1, epochs, 1.0, "numpy", {"loss": loss, "accuracy": 0.9}),
+                     "host", {})
+    store.close()
+    assert main(["runs", "best", "--store", str(tmp_path), "--metric", "test_loss"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["id", "status", "test_loss"]
+    assert lines[1].split()[:3] == ["bbb", "done", "0.4000"] and lines[1].endswith("hidden=128")
+    with pytest.raises(SystemExit) as exit_:
+        main(["runs", "show", "--store", str(tmp_path)])
+    assert exit_.value.code == 2 and "runs show needs a run ID" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("grid = [1, 2]\n", "grid must be a table"),
+    ("random = 5\n", "random must be a table"),
+    ("[random]\nsamples = 2\nseed = \"x\"\nlr = [0.1]\n", "seed must be an integer"),
+    ("[random]\nsamples = 0\n", "samples = N (an integer ≥ 1)"),
+])
+def test_malformed_sweep_files_are_one_line_errors(tmp_path, text, message, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(FcnetError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_spec(path)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fcnet: error:")
+
+
+def test_runs_refuses_a_database_that_is_not_a_run_store(tmp_path, capsys):
+    other = tmp_path / "other.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE customers (name TEXT)")
+    db.commit()
+    db.close()
+    assert main(["runs", "list", "--store", str(other)]) == 1
+    assert "not an fcnet run store (its tables: customers)" in capsys.readouterr().err
+    db = sqlite3.connect(other)
+    assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["customers"]  # left as it was
+    db.close()
+    (tmp_path / "text.sqlite").write_text("not a database at all, just text " * 100)
+    assert main(["runs", "list", "--store", str(tmp_path / "text.sqlite")]) == 1
+    assert "not an fcnet run store" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from .model import Evaluation, Sequential
 from .optimizers import SGD, Adam, RMSprop
 from .run import RunResult, train_run
 from .saving import load_model
+from .tracing import Trace, trace
 
 __version__ = "0.1.0"
 
@@ -39,7 +40,7 @@ def __getattr__(name):
 __all__ = [
     "Sequential", "Dense", "Dropout", "BatchNormalization", "SGD", "Adam", "RMSprop", "load_model", "History",
     "Callback", "LearningRateDecay",
-    "Evaluation", "TrainConfig", "train_run", "RunResult",
+    "Evaluation", "TrainConfig", "train_run", "RunResult", "trace", "Trace",
     "FcnetError", "DataError", "DataNotFoundError", "ChecksumError", "DivergenceError",
     "activations", "callbacks", "datasets", "initializers", "losses", "optimizers", "regularizers",
 ]

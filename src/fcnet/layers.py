@@ -233,6 +233,14 @@ class Dense:
             buf = self._buffers[name] = np.empty((n, width), dtype=self.params["W"].dtype)
         return buf[:n]
 
+    def __call__(self, x):
+        """``layer(x)``: the output ``f(x W + b)`` for a batch ``(n_batch, n_in)`` or one example ``(n_in,)``, at
+        inference, as Keras' call (floats as they are: a model scales ``uint8`` images before its first layer)."""
+        if not self.params:
+            raise ValueError("the layer is not built: add it to a model with an input width first")
+        x = np.asarray(x, dtype=self.params["W"].dtype)
+        return self.forward(x[None] if x.ndim == 1 else x)[0 if x.ndim == 1 else slice(None)]
+
     def forward(self, x, training=False):
         """Return ``a = f(x W + b)``, shape ``(n_batch, n_out)``; see :meth:`forward_z`."""
         return self.forward_z(x, training)[1]

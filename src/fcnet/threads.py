@@ -10,7 +10,8 @@ never more than it has (so ``OPENBLAS_NUM_THREADS`` or an outer ``threadpool_lim
 The count is chosen once per fit and recorded (``history.threads``; a run's checkpoint and metrics.json),
 not changed between epochs: OpenBLAS's products round differently with another thread count (1 thread against
 2 always; with its AVX-512 kernels 2 and 3 differ too, with the AVX2 ones they agree), so a count that followed
-the load would make a seeded run depend on what else the machine was doing. Give the recorded count to repeat a run bit for bit.
+the load would make a seeded run depend on what else the machine was doing. Give the recorded count to repeat a
+run bit for bit.
 """
 
 import os
