@@ -17,9 +17,24 @@ __all__ = ["Callback", "History", "LearningRateDecay", "LearningRateScheduler", 
 
 
 class Callback:
-    """Hooks called by :func:`fcnet.training.fit`; ``logs`` is a dict of the epoch's metrics."""
+    """Hooks called by :func:`fcnet.training.fit`; ``logs`` is a dict of the epoch's metrics.
+
+    What ``on_batch_end`` sees of the model: on the NumPy engine, the weights and gradients of that very step; on
+    the compiled engine, the weights after its latest call of up to 8 192 rows of steps (and no gradients of plain
+    SGD), unless the callback names the steps whose weights and optimizer state it must see exactly with
+    :meth:`sync_steps` (the engine then ends a call after each of them); the
+    CUDA engine keeps the weights on the GPU until the epoch ends and refuses a callback with sync steps. A
+    callback that overrides ``on_batch_end`` and names no sync steps gets a one-line notice on the compiled
+    engines, unless it sets ``reads_weights = False`` (it reads only ``logs``, as the progress bars do).
+    """
 
     model = None
+    reads_weights = True  # on_batch_end reads the model (weights, gradients), not only logs["loss"]
+
+    def sync_steps(self, steps):
+        """The steps of an epoch of ``steps`` steps (0-based) after which ``on_batch_end`` must see the model
+        exactly as the NumPy engine leaves it; empty by default."""
+        return ()
 
     def on_train_begin(self, logs):
         pass
@@ -289,6 +304,8 @@ class ProgressBar(Callback):
     is drawn in a notebook too; without it (``fcnet train``, which prints its own epoch lines) the bar is
     erased at the end of the epoch and drawn only on a terminal.
     """
+
+    reads_weights = False
 
     def __init__(self, epochs, steps, leave=False):
         self.epochs, self.steps, self.leave, self.bar = epochs, steps, leave, None

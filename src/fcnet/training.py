@@ -14,8 +14,9 @@ import time
 
 import numpy as np
 
-from .callbacks import History, progress_callbacks
+from .callbacks import Callback, History, progress_callbacks
 from .engines import make_engine
+from .engines.base import STEP_ROWS
 from .errors import DivergenceError
 from .threads import BlasThreads
 
@@ -109,6 +110,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     history.engine, history.engine_note, history.threads = runner.name, runner.note, blas_threads.threads
     if runner.note and verbose != 0:  # "auto" fell back to NumPy: say why, once
         print(f"fcnet: training on NumPy: {runner.note}", file=sys.stderr)
+    runner.sync = _sync_steps(runner, callbacks or [], steps, verbose)
     # History last, as in Keras: it sees what the others add.
     callbacks = [*progress_callbacks(verbose, epochs, steps), *(callbacks or []), history]
     for cb in callbacks:
@@ -139,6 +141,28 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_d
     for cb in callbacks:
         cb.on_train_end({})
     return history
+
+
+def _sync_steps(runner, callbacks, steps, verbose):
+    """The steps of an epoch after which ``callbacks`` must see the exact model (:meth:`Callback.sync_steps`).
+
+    The CUDA engine refuses them (its weights stay on the GPU until the epoch ends); on the compiled CPU engine a
+    callback that reads the model in ``on_batch_end`` without naming its steps gets a one-line notice (stderr,
+    unless ``verbose=0``): it sees the weights after each compiled call, not after each step.
+    """
+    sync = set()
+    for cb in callbacks:
+        sync.update(int(s) for s in cb.sync_steps(steps))
+        if runner.name == "cuda" and sync:
+            raise ValueError(f"{type(cb).__name__} reads the model between steps, and engine 'cuda' keeps it on the "
+                             "GPU until the epoch ends: train on engine 'numba' or 'numpy'")
+        overrides = type(cb).on_batch_end is not Callback.on_batch_end
+        if runner.name != "numpy" and overrides and cb.reads_weights and not cb.sync_steps(steps) and verbose != 0:
+            print(f"fcnet: {type(cb).__name__}.on_batch_end sees the model after each call of engine "
+                  f"'{runner.name}' (up to {STEP_ROWS} rows of steps), not after every step; name the steps it needs "
+                  "with sync_steps(), set reads_weights = False if it reads only the loss, or train on 'numpy'",
+                  file=sys.stderr)
+    return sync
 
 
 def _class_weights(class_weight, y, n_classes):

@@ -70,6 +70,7 @@ class Engine:
     model = None
     batch_size = 0
     note = None  # why "auto" chose this engine over the compiled one, when it did
+    sync = ()  # steps of an epoch after which the model's weights must be exact (Callback.sync_steps)
 
     def epoch(self, x, y, order):
         """Train one epoch over ``x[order]`` (checked inputs and targets); yield a :class:`Step` per step."""

@@ -17,6 +17,7 @@ compares every registered formula with them (``float64`` to 1e-12). What is
 compiled is :data:`SUPPORT`; :func:`unsupported` says why anything else runs on NumPy.
 """
 
+import bisect
 import collections
 import math
 
@@ -160,8 +161,10 @@ class NumbaEngine(Engine):
 
     def _epoch(self, x, y, order):
         n, steps = len(x), math.ceil(len(x) / self.batch_size)
-        for first in range(0, steps, self.per_call):
-            last = min(first + self.per_call, steps)
+        stops = sorted({s + 1 for s in self.sync if 0 <= s < steps}) + [steps]  # a call ends after each sync step
+        first = 0
+        while first < steps:
+            last = min(first + self.per_call, stops[bisect.bisect_right(stops, first)])
             done = self._run(x, y, order, first, last)
             # A step whose loss is not finite is reported too (it updated nothing), and ends the epoch.
             for i in range(min(done + 1, last - first)):
@@ -169,6 +172,7 @@ class NumbaEngine(Engine):
                 yield rows, float(self._losses[i]), int(self._hits[i])
             if done < last - first:
                 return
+            first = last
 
 
 # The arguments of _steps, bundled. Network: per layer, the activation and delta buffers, the weights and their
